@@ -74,6 +74,7 @@ class LoudnessSettings(_Frozen):
 
 class OutputSettings(_Frozen):
     format: Literal["wav", "flac"] = "wav"
+    sample_rate: int = Field(24_000, ge=8_000, le=192_000)  # scenes and master; lines are resampled to it
     stereo: bool = False
     dual_pan: float = 0.3  # -1..1 pan magnitude for the two sides of dual dialogue when stereo
     master: bool = True
@@ -86,6 +87,8 @@ class RegressionSettings(_Frozen):
     loudness_tol_db: float = 1.0
     spectral_tol_db: float = 3.0
     speaker_min_similarity: float = 0.9
+    timing_tol_s: float = 0.02  # change of the pause before a line (start minus previous line's end)
+    require_exact: bool = False  # also fail when samples differ within tolerance (same-machine CI)
 
 
 class DeploySettings(_Frozen):
@@ -100,6 +103,11 @@ class DeploySettings(_Frozen):
     shared_root: str = ""  # a path (or fsspec URL) all workers mount, for farm mode
     allow_cpu_mlx: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+    mlx_slots: int = Field(1, ge=1)  # limit of the `mlx` global concurrency limit: GPUs (Macs) in the farm
+    schedule_out_dir: str = "renders/nightly"  # the nightly render's output folder (relative: in the checkout)
+    schedule_active: bool = True  # false: the nightly schedule is created paused
+    farm_shards: int = Field(0, ge=0)  # scenes split into this many shards; 0 = one per online worker
+    farm_timeout_s: float = Field(6 * 3600, gt=0)  # give up waiting for a shard after this long
 
 
 class Settings(_Frozen):
