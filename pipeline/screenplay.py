@@ -134,8 +134,13 @@ class Screenplay:
             seen.setdefault(d.character, None)
         return list(seen)
 
+    @property
+    def headed_scenes(self) -> tuple[Scene, ...]:
+        """Scenes that have a heading (the leading heading-less scene, if any, left out)."""
+        return tuple(s for s in self.scenes if s.heading is not None)
+
     def to_json(self) -> dict:
-        """The stable JSON export documented in the README."""
+        """The stable JSON export documented in docs/fountain-json.md."""
         return {
             "title_page": self.title_page.to_dict(),
             "scenes": [
@@ -161,7 +166,7 @@ def element_json(e: Element) -> dict:
             "cue": e.cue,
             "extension": e.extension,
             "dual": e.dual,
-            "parts": [{"kind": p.kind, "text": p.text} for p in e.parts],
+            "parts": [{"kind": p.kind, "text": p.text, "line": p.line} for p in e.parts],
         }
     if isinstance(e, Section):
         return {"type": "section", "text": e.text, "level": e.level, "line": e.line}

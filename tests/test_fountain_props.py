@@ -1,0 +1,60 @@
+"""Property tests: any text parses without exception in bounded time, and parse → emit → parse is stable."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.fountain import emit_fountain, parse_fountain, speech_text
+
+# Fountain-significant fragments, so generated text hits the interesting paths (cues, carets, notes, boneyard…)
+FRAGMENTS = [
+    "INT. ", "EXT ", "I/E ", ".", "..", "CUT TO:", "> ", " <", "<", ">", "~", "!", "@", "^", " ^", "#", "##", "=",
+    "===", "[[", "]]", "/*", "*/", "*", "**", "_", "\\", "(", ")", "(V.O.)", "(beat)", "Title:", "Author: X",
+    "JOHN", "MARY ", "R2D2", "^ ^", "@@", "(CONT’D)", "{{X: 1}}", "hello", "’", "'", "#1A#", "\n", "\n", "\n\n", "  \n", " ", "   ", "\t", "\r\n", "\ufeff",
+]
+script_like = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=80).map("".join)
+any_text = st.one_of(script_like, st.text(max_size=300), st.binary(max_size=300).map(
+    lambda b: b.decode("utf-8", errors="replace")))
+
+PARSE_LIMIT_S = 1.0  # a few hundred characters must never take long: no backtracking blow-ups
+
+
+def _nolines(obj):
+    if isinstance(obj, dict):
+        return {k: _nolines(v) for k, v in obj.items() if k != "line"}
+    if isinstance(obj, list):
+        return [_nolines(v) for v in obj]
+    return obj
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(any_text)
+def test_any_text_parses_quickly(text):
+    start = time.perf_counter()
+    sp = parse_fountain(text)
+    assert time.perf_counter() - start < PARSE_LIMIT_S
+    for _, d in sp.dialogues():
+        assert d.character == d.character.upper().strip()
+        for p in d.parts:
+            speech_text(p.text)
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(any_text)
+def test_parse_emit_parse_round_trip(text):
+    first = parse_fountain(text)
+    again = parse_fountain(emit_fountain(first))
+    assert _nolines(again.to_json()) == _nolines(first.to_json())
+
+
+def test_pathological_inputs_are_linear():
+    """Inputs that make naive regex parsers backtrack or loop: many openers, one huge paragraph, deep nesting."""
+    for text in ["[[" * 20000, "/*" * 20000 + "*/", "(" * 20000, "A\n" * 20000, "*" * 40000 + "x",
+                 "JOHN\n" + "(\n" * 10000, "[[" * 5000 + "a" * 100000 + "\n\n]]", "INT. " * 5000,
+                 "Title: x\n" + "   y\n" * 10000]:
+        start = time.perf_counter()
+        parse_fountain(text)
+        assert time.perf_counter() - start < 2.0, text[:20]
