@@ -1,0 +1,334 @@
+"""Casting steps, one character at a time: analyze -> design (auditions) -> pick -> lock.
+
+Each step is a pure-ish function over small inputs (the flow wraps each in a cached Prefect task; only WAV and lock
+files are written). `cast_script` runs them all in order without Prefect; it is the reference the flow follows:
+
+1. every speaking character is analyzed (heuristic or LLM), cast-file overrides applied;
+2. characters with at most `extras_max_lines` lines (and nothing pinned) become extras;
+3. the main cast is cast in order of line count (leads first, so minor voices are chosen to differ from them):
+   a cast-file `lock` is used as is, a `preset` becomes a CustomVoice lock, otherwise N auditions are designed,
+   one is picked for distinctness (or pinned by the cast file) and locked;
+4. the extras pool voices are designed and picked the same way (distinct from the main cast), and each extra is
+   assigned one of them, round-robin in script order, matching gender where the pool allows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .analysis import Analyzer, CharacterProfile, FieldEvidence, apply_overrides, make_analyzer
+from .audio import Audio
+from .castfile import EMPTY_CAST, CastEntry, CastFile
+from .design import Audition, audition, describe, pick
+from .errors import CastFileError, VoiceLockError
+from .evidence import Evidence
+from .keys import content_key, seed_from_key
+from .lock import load_lock, lock_path, prepare_reference, save_lock
+
+CASTING_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class CastResult:
+    """How one character was cast. `source`: designed | lock (cast-file lock/.vox) | preset | extra."""
+
+    name: str
+    profile: CharacterProfile
+    description: str
+    auditions: tuple[Audition, ...]
+    chosen: int | None
+    reason: str
+    lock_path: str
+    lock_digest: str
+    source: str = "designed"
+    extra_voice: str | None = None  # the pool voice an extra shares
+
+    @property
+    def chosen_audition(self) -> Audition | None:
+        return self.auditions[self.chosen] if self.chosen is not None and self.auditions else None
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "profile": self.profile.to_json(), "description": self.description,
+            "auditions": [a.to_json() for a in self.auditions], "chosen": self.chosen, "reason": self.reason,
+            "lock_path": self.lock_path, "lock_digest": self.lock_digest, "source": self.source,
+            "extra_voice": self.extra_voice,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "CastResult":
+        d = dict(data)
+        d["profile"] = CharacterProfile.from_json(d["profile"])
+        d["auditions"] = tuple(Audition.from_json(a) for a in d.get("auditions", ()))
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------- steps
+
+
+def analyze_character(evidence: Evidence, analyzer: Analyzer, overrides: Mapping[str, Any] | None = None
+                      ) -> CharacterProfile:
+    """The analyzer's profile with the cast file's overrides on top."""
+    return apply_overrides(analyzer.analyze(evidence), overrides)
+
+
+def audition_seeds(name: str, settings, entry: CastEntry | None = None) -> list[int]:
+    """Seeds of a character's N auditions: `seed + i` from the cast file, else derived from
+    `casting.audition_seed` and the name (two characters with one description still get different voices)."""
+    n = settings.casting.auditions
+    if entry is not None and entry.seed is not None:
+        base = entry.seed
+    else:
+        base = seed_from_key(content_key("audition-seed", CASTING_VERSION,
+                                         {"seed": settings.casting.audition_seed, "character": name}))
+    return [(base + i) % (2**31 - 1) for i in range(n)]
+
+
+def check_audition_pin(entry: CastEntry | None, n: int) -> None:
+    """A cast-file `audition` pin must name one of the N auditions (0 … N-1)."""
+    if entry is not None and entry.audition is not None and entry.audition >= n:
+        raise CastFileError(
+            f"{entry.where('audition')}: audition {entry.audition} does not exist: casting.auditions = {n} makes "
+            f"auditions 0 … {n - 1}. Pick one of those or raise casting.auditions."
+        )
+
+
+def design_character(engine, profile: CharacterProfile, settings, castentry: CastEntry | None,
+                     out_dir: str | Path) -> tuple[str, list[Audition]]:
+    """(description, auditions): the cast file's description or `describe(profile)`, spoken by N auditions."""
+    entry = castentry or CastEntry(name=profile.name)
+    n = settings.casting.auditions
+    check_audition_pin(entry, n)
+    description = entry.description or describe(profile)
+    seeds = audition_seeds(profile.name, settings, entry)
+    auditions = audition(engine, description, n, seeds, settings.casting.sample_text, out_dir, profile.name,
+                         settings.render.language)
+    return description, auditions
+
+
+def audition_embeddings(engine, auditions: Sequence[Audition]) -> list[np.ndarray | None]:
+    """Speaker vectors of the auditions, each taken from the reference its lock would get (`prepare_reference`:
+    silence trimmed, 0.5 s appended), so a candidate's vector is the x-vector its lock will carry and very short
+    takes are still long enough for the speaker encoder. None for a take that cannot be embedded (silent, or
+    the engine refuses it): `pick` skips it instead of failing the whole character."""
+    out: list[np.ndarray | None] = []
+    for a in auditions:
+        try:
+            out.append(engine.speaker_embedding(prepare_reference(a.load())))
+        except (ValueError, RuntimeError, VoiceLockError) as e:
+            warnings.warn(f"{a.character}: audition {a.index} ({a.path}) cannot be embedded ({e}); skipped.",
+                          stacklevel=2)
+            out.append(None)
+    return out
+
+
+def pick_audition(engine, auditions: Sequence[Audition], cast_embeddings: Mapping[str, np.ndarray],
+                  castentry: CastEntry | None = None) -> tuple[int, str, np.ndarray | None]:
+    """(index, reason, embedding of the chosen audition). A cast-file `audition` pin wins."""
+    embeddings = audition_embeddings(engine, auditions)
+    pinned = castentry.audition if castentry is not None else None
+    index, reason = pick(embeddings, cast_embeddings, pinned=pinned)
+    return index, reason, embeddings[index]
+
+
+def lock_character(engine, audition: Audition, settings, lock_root: str | Path, *, name: str | None = None
+                   ) -> tuple[Path, str]:
+    """Freeze the chosen audition into a lock file; (path, digest). The path carries the digest, so an unchanged
+    voice finds its existing file and a changed one gets a new file (old locks are kept)."""
+    name = name or audition.character
+    lock = engine.lock(audition.load(), audition.text, settings.render.language, name=name,
+                       description=audition.description, seed=audition.seed)
+    return _save(lock, lock_root, name)
+
+
+def _save(lock, lock_root: str | Path, name: str) -> tuple[Path, str]:
+    digest = lock.digest()
+    path = lock_path(lock_root, name, digest)
+    if not path.is_file():
+        save_lock(lock, path)
+    return path, digest
+
+
+def pinned_lock(entry: CastEntry, settings, lock_root: str | Path) -> tuple[Path, str, Any]:
+    """(path, digest, lock) of a cast-file `lock`: a lock file is validated and used where it is; a .vox is
+    imported and saved under `lock_root`."""
+    assert entry.lock is not None
+    try:
+        if entry.lock.suffix.lower() == ".vox":
+            from .vox import import_vox
+
+            lock = import_vox(entry.lock, language=settings.render.language)
+            path, digest = _save(replace(lock, name=entry.name) if lock.name != entry.name else lock, lock_root,
+                                 entry.name)
+            return path, digest, lock
+        lock = load_lock(entry.lock)
+    except VoiceLockError as e:
+        raise CastFileError(f"{entry.where('lock')}: {e}") from None
+    return entry.lock, lock.digest(), lock
+
+
+def preset_character(engine, entry: CastEntry, settings, lock_root: str | Path) -> tuple[Path, str, Any]:
+    """(path, digest, lock) of a CustomVoice preset speaker with the cast file's optional instruct."""
+    assert entry.preset is not None
+    try:
+        lock = engine.preset_lock(entry.preset, entry.instruct, settings.render.language, name=entry.name)
+    except (ValueError, KeyError, VoiceLockError) as e:
+        raise CastFileError(f"{entry.where('preset')}: {e}") from None
+    path, digest = _save(lock, lock_root, entry.name)
+    return path, digest, lock
+
+
+def lock_embedding(engine, lock) -> np.ndarray | None:
+    """A cast voice's speaker vector for distinctness: its x-vector, else the engine's embedding of its reference."""
+    if getattr(lock, "x_vector", None) is not None:
+        return np.asarray(lock.x_vector)
+    if getattr(lock, "ref_audio", None) is not None:
+        return engine.speaker_embedding(Audio(lock.ref_audio, lock.sample_rate))
+    return None
+
+
+# --------------------------------------------------------------------------------------------- extras
+
+
+_POOL_VOICES: tuple[tuple[str, tuple[int, int], tuple[str, ...]], ...] = (
+    ("male", (35, 50), ("clear", "even")),
+    ("female", (30, 45), ("warm", "clear")),
+    ("male", (55, 70), ("gravelly", "calm")),
+    ("female", (20, 30), ("bright", "quick")),
+    ("male", (20, 30), ("light", "brisk")),
+    ("female", (55, 70), ("low", "steady")),
+)
+
+
+def pool_voice_name(slot: int) -> str:
+    return f"EXTRAS POOL {slot + 1}"
+
+
+def pool_profile(slot: int) -> CharacterProfile:
+    """The profile of extras pool voice `slot` (0-based): alternating gender, varied ages."""
+    gender, age, traits = _POOL_VOICES[slot % len(_POOL_VOICES)]
+    fe = FieldEvidence(confidence=1.0, evidence=("extras pool",))
+    return CharacterProfile(
+        name=pool_voice_name(slot), gender=gender, age_range=age, traits=traits,  # type: ignore[arg-type]
+        summary="A supporting voice for minor characters.",
+        field_evidence={f: fe for f in ("gender", "age_range", "traits", "summary")}, analyzer="extras-pool",
+    )
+
+
+def is_extra(evidence: Evidence, entry: CastEntry, max_lines: int) -> bool:
+    if entry.extra is not None:
+        return entry.extra
+    return evidence.line_count <= max_lines and not entry.pins_voice
+
+
+def assign_extras(evidences: Mapping[str, Evidence] | Iterable[Evidence], castfile: CastFile | None, settings,
+                  profiles: Mapping[str, CharacterProfile] | None = None) -> dict[str, int]:
+    """{extra character: pool slot}. Extras are characters with at most `max_lines` lines and nothing pinned (or
+    `extra = true`). Deterministic: round-robin in script order (the order of `evidences`), so consecutive minor
+    characters differ; with `profiles`, a male/female extra cycles through the pool voices of that gender."""
+    castfile = castfile or EMPTY_CAST
+    pool = castfile.extras_pool(settings)
+    if pool <= 0:
+        return {}
+    max_lines = castfile.extras_max_lines(settings)
+    items = list(evidences.values()) if isinstance(evidences, Mapping) else list(evidences)
+    extras = [e.name for e in items if is_extra(e, castfile.entry(e.name), max_lines)]
+    slots_by_gender = {g: [s for s in range(pool) if pool_profile(s).gender == g] for g in ("male", "female")}
+    turn: dict[str, int] = {}
+    out = {}
+    for name in extras:
+        gender = profiles[name].gender if profiles and name in profiles else "unknown"
+        slots = slots_by_gender.get(gender) or list(range(pool))
+        group = gender if gender in slots_by_gender and slots_by_gender[gender] else "any"
+        i = turn.get(group, 0)
+        out[name] = slots[i % len(slots)]
+        turn[group] = i + 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------- whole characters
+
+
+def cast_designed(engine, profile: CharacterProfile, settings, entry: CastEntry | None, out_dir, lock_root,
+                  cast_embeddings: Mapping[str, np.ndarray], *, name: str | None = None
+                  ) -> tuple[CastResult, np.ndarray | None]:
+    """design -> pick -> lock for one voice; (result, embedding of the chosen voice)."""
+    description, auditions = design_character(engine, profile, settings, entry, out_dir)
+    index, reason, embedding = pick_audition(engine, auditions, cast_embeddings, entry)
+    path, digest = lock_character(engine, auditions[index], settings, lock_root, name=name or profile.name)
+    result = CastResult(name=profile.name, profile=profile, description=description, auditions=tuple(auditions),
+                        chosen=index, reason=reason, lock_path=str(path), lock_digest=digest)
+    return result, embedding
+
+
+def cast_character(engine, profile: CharacterProfile, settings, entry: CastEntry | None, out_dir, lock_root,
+                   cast_embeddings: Mapping[str, np.ndarray]) -> tuple[CastResult, np.ndarray | None]:
+    """One main-cast character from its profile: the cast file's lock, else its preset, else designed."""
+    entry = entry or CastEntry(name=profile.name)
+    if entry.lock is not None:
+        path, digest, lock = pinned_lock(entry, settings, lock_root)
+        result = CastResult(name=profile.name, profile=profile, description=lock.description, auditions=(),
+                            chosen=None, reason=f"lock {entry.lock} pinned by cast file", lock_path=str(path),
+                            lock_digest=digest, source="lock")
+        return result, lock_embedding(engine, lock)
+    if entry.preset is not None:
+        path, digest, lock = preset_character(engine, entry, settings, lock_root)
+        how = f"preset speaker {entry.preset!r}" + (f" with instruct {entry.instruct!r}" if entry.instruct else "")
+        result = CastResult(name=profile.name, profile=profile, description=how, auditions=(), chosen=None,
+                            reason=f"{how} pinned by cast file", lock_path=str(path), lock_digest=digest,
+                            source="preset")
+        return result, lock_embedding(engine, lock)
+    return cast_designed(engine, profile, settings, entry, out_dir, lock_root, cast_embeddings)
+
+
+def cast_script(screenplay, engine, settings, castfile: CastFile | None = None, out_dir: str | Path = "auditions",
+                lock_root: str | Path | None = None, *, analyzer: Analyzer | None = None,
+                evidences: Mapping[str, Evidence] | None = None, release: bool = True) -> dict[str, CastResult]:
+    """Cast every speaking character of `screenplay` (see the module docstring for the order); returns results in
+    script order. `lock_root` defaults to `<home>/locks`. The design model is released at the end if `release`."""
+    if evidences is None:
+        from .evidence import collect_evidence
+
+        evidences = collect_evidence(screenplay)
+    if lock_root is None:
+        from .config import home_dir
+
+        lock_root = home_dir() / "locks"
+    castfile = castfile or EMPTY_CAST
+    analyzer = analyzer or make_analyzer(settings)
+    profiles = {name: analyze_character(ev, analyzer, castfile.entry(name).overrides())
+                for name, ev in evidences.items()}
+    extras = assign_extras(evidences, castfile, settings, profiles)
+    order = sorted((n for n in evidences if n not in extras),
+                   key=lambda n: (-evidences[n].line_count, list(evidences).index(n)))
+    results: dict[str, CastResult] = {}
+    embeddings: dict[str, np.ndarray] = {}
+    for name in order:
+        result, emb = cast_character(engine, profiles[name], settings, castfile.entry(name), out_dir, lock_root,
+                                     embeddings)
+        results[name] = result
+        if emb is not None:
+            embeddings[name] = emb
+    pool_results: dict[int, CastResult] = {}
+    for slot in sorted(set(extras.values())):
+        profile = pool_profile(slot)
+        result, emb = cast_designed(engine, profile, settings, None, out_dir, lock_root, embeddings)
+        pool_results[slot] = result
+        if emb is not None:
+            embeddings[profile.name] = emb
+    max_lines = castfile.extras_max_lines(settings)
+    for name, slot in extras.items():
+        pool = pool_results[slot]
+        n = evidences[name].line_count
+        why = ("extra = true in the cast file" if castfile.entry(name).extra else
+               f"{n} line{'s' if n != 1 else ''} (extras have at most {max_lines})")
+        results[name] = replace(pool, name=name, profile=profiles[name], source="extra", extra_voice=pool.name,
+                                reason=f"extra, {why}: shares {pool.name} (its pick: {pool.reason})")
+    if release:
+        engine.release_design()
+    return {name: results[name] for name in evidences}
