@@ -50,3 +50,26 @@ def tiny_models(tmp_path_factory) -> Path:
 def _isolated_home(tmp_path, monkeypatch):
     """Each test gets its own READTHROUGH_HOME so no test reads another's line store or locks."""
     monkeypatch.setenv("READTHROUGH_HOME", str(tmp_path / "readthrough-home"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server (temporary database) for the whole session: each entry costs ≈15 s, so flow tests
+    share this one. Caches do not leak between tests: results are stored under each test's READTHROUGH_HOME.
+    The server gets the `mlx` global concurrency limit (as `readthrough deploy` would create it), which flows
+    acquire strictly for MLX engines whenever they talk to a server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipeline.config import load_settings
+
+    with prefect_test_harness(server_startup_timeout=120):
+        deploy = load_settings().deploy
+        with get_client(sync_client=True) as client:
+            try:
+                client.read_global_concurrency_limit_by_name(deploy.concurrency_limit)
+            except Exception:  # ObjectNotFound: create it
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=deploy.concurrency_limit, limit=deploy.mlx_slots))
+        yield

@@ -22,6 +22,7 @@ COMMANDS = {
     "regress": "regress",
     "deploy": "deploy",
     "worker": "worker",
+    "farm": "farm",
 }
 
 

@@ -1,0 +1,73 @@
+"""`readthrough regress SCRIPT -o OUT`: render a reference script and compare its audio with committed goldens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="regress")
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Render folder; the regression reports are written here too.")
+@click.option("--golden", type=click.Path(file_okay=False, path_type=Path),
+              help="Golden folder (default: golden/<script stem>/ beside the script, e.g. data/golden/sample/).")
+@click.option("--update", is_flag=True, help="Write this render's fingerprints as the new goldens (then review "
+              "and commit them); never fails on differences.")
+@click.option("--engine", default="auto", show_default=True, help="auto | qwen3 | preview | instant.")
+@click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder with base/, voice-design/, custom-voice/ checkpoints (e.g. from make-tiny-models).")
+@click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML settings file; [regression] holds the tolerances.")
+@click.option("--cast", "cast_file", type=click.Path(exists=True, dir_okay=False),
+              help="Cast file pinning voices (seeds, descriptions, locks) for the reference render.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Also write the JUnit XML report to this file.")
+@click.option("--no-speaker", is_flag=True, help="Skip speaker x-vectors (faster; no speaker similarity).")
+def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engine: str, models_dir: str | None,
+            settings_file: str | None, cast_file: str | None, junit: str | None, no_speaker: bool):
+    """Render SCRIPT into OUT and check its audio against golden fingerprints.
+
+    Per line: same (identical samples), within tolerance, changed (which measure, by how much), missing or new;
+    per scene: duration and timing; per character: speaker similarity. Exits 1 on any regression and writes
+    OUT/regression-report.json, OUT/regression-junit.xml and OUT/regression.md. Tolerances: [regression] in
+    the settings (configs/default.toml).
+
+    Each line's seed comes from its content key, which includes the model ids — with --models DIR, the DIR
+    string. For goldens that match on every machine, pass the same relative DIR everywhere (CI does
+    `cd TINY && readthrough regress … --models .`; see data/golden/README.md).
+
+    \b
+    Examples:
+      readthrough make-tiny-models /tmp/tiny
+      cd /tmp/tiny && readthrough regress ~/readthrough/data/sample.fountain --engine qwen3 --models . -o /tmp/rg
+      readthrough regress data/sample.fountain -o out/regress --update      # new goldens: review, commit
+      readthrough regress data/sample.fountain -o out/regress --junit reports/audio.xml
+      readthrough regress my.fountain --golden goldens/my --settings ci.toml --cast my.cast.toml -o out/my
+    """
+    from flows.regress import regression_flow
+    from pipeline.regression import RegressionFailed
+
+    state = regression_flow(
+        str(script), str(out_dir), golden_dir=str(golden) if golden else None, update=update, engine=engine,
+        models_dir=models_dir, settings_file=settings_file, junit=junit, speaker=not no_speaker, cast_file=cast_file,
+        return_state=True,
+    )
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, RegressionFailed):
+        _show(result.report)
+        raise result
+    if isinstance(result, BaseException):
+        raise result
+    if state.is_failed():
+        raise click.ClickException(state.message or "the audio-regression flow failed")
+    if update:
+        click.echo(result["summary"])
+        return
+    _show(result)
+
+
+def _show(report: dict) -> None:
+    md = Path(report["reports"]["markdown"]).read_text(encoding="utf-8")
+    click.echo(md)
+    click.echo("Reports: " + ", ".join(v for k, v in report["reports"].items()))

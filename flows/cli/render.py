@@ -1,0 +1,171 @@
+"""`readthrough render`: the render flow with a progress bar, a final summary and a non-zero exit on failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import click
+
+from pipeline.errors import ReadthroughError, RenderError, SettingsError
+
+
+def parse_scene_list(text: str | None) -> list[str] | None:
+    """"1,3" → ["1", "3"]; "2-4" → ["2", "3", "4"]; scene numbers like "1A" pass through."""
+    if not text:
+        return None
+    out: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        lo, sep, hi = item.partition("-")
+        if sep and lo.isdigit() and hi.isdigit():
+            if int(lo) > int(hi):
+                raise SettingsError(f"--scenes: range {item!r} runs backwards; write it as {hi}-{lo}.")
+            out.extend(str(i) for i in range(int(lo), int(hi) + 1))
+        else:
+            out.append(item)
+    return out or None
+
+
+def prefect_env(verbose: bool) -> None:
+    """Offline-friendly Prefect defaults; must run before Prefect is imported."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
+
+
+def engine_line(settings_file, overrides, engine, models_dir) -> tuple[str, str]:
+    """(engine, reason) exactly as the flow will resolve it — printed before Prefect starts."""
+    from pipeline.config import load_settings
+    from pipeline.engines.select import resolve_engine
+
+    settings = load_settings(settings_file, overrides or None)
+    return resolve_engine(settings, models_dir, engine=None if engine in (None, "", "auto") else engine)
+
+
+class ProgressView:
+    """A rich progress display fed by flow events (flows.reporting.emit)."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=False)
+        self.scenes = self.lines = None
+        self.current = ""
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, event: str, p: dict) -> None:
+        prog = self.progress
+        if event == "plan":
+            self.scenes = prog.add_task("scenes", total=p["scenes"])
+            self.lines = prog.add_task("lines", total=p["lines"])
+        elif self.scenes is None:
+            return
+        elif event == "scene_start":
+            prog.update(self.scenes, description=f"scene {p['scene']}")
+        elif event == "line":
+            prog.advance(self.lines)
+        elif event == "scene_cached":
+            prog.advance(self.lines, p["lines"])
+            prog.advance(self.scenes)
+        elif event == "scene_done":
+            prog.advance(self.scenes)
+        elif event == "master":
+            prog.update(self.scenes, description="scenes")
+
+
+def summary_lines(report: dict, wall: float) -> list[str]:
+    c = report["counts"]
+    lines = [f"Rendered {c['rendered']}, reused {c['reused']}, failed {c['failed']} of {c['lines']} lines; "
+             f"{report.get('audio_seconds', 0) / 60:.1f} min of audio; wall time {wall:.1f} s."]
+    for name, path in (report.get("outputs") or {}).items():
+        lines.append(f"  {name}: {path}")
+    if report.get("master_note"):
+        lines.append(f"  ({report['master_note']})")
+    return lines
+
+
+@click.command(name="render")
+@click.argument("script", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: scenes/, the master, cue sheet, subtitles, render-report.json.")
+@click.option("--engine", default=None, metavar="auto|qwen3|preview|instant",
+              help="Speech engine (default: render.engine from settings, itself 'auto').")
+@click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder with base/ and voice-design/ Qwen3-TTS checkpoints (e.g. from make-tiny-models).")
+@click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
+              help="A TOML settings file (any subset of configs/default.toml).")
+@click.option("--cast", "cast_file", type=click.Path(exists=True, dir_okay=False),
+              help="A cast file pinning voices, descriptions, seeds or auditions.")
+@click.option("--scenes", "scenes_text", metavar="LIST",
+              help="Render only these scenes, e.g. 1,3 or 2-4 (no master).")
+@click.option("--force", is_flag=True, help="Ignore task caches and the line store: rerun the casting steps, re-render every line, re-mix.")
+@click.option("--quality", type=click.Choice(["draft", "final"]),
+              help="draft: the small Base model; final: the big one.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
+def command(script, out_dir, engine, models_dir, settings_file, cast_file, scenes_text, force, quality, verbose):
+    """Render SCRIPT (Fountain) into a full-cast read-through in OUT.
+
+    \b
+    Reruns are cheap: finished lines and scenes are reused from the line store and Prefect's cache
+    ($READTHROUGH_HOME); a failed run is retried by running the same command again.
+
+    \b
+    Examples:
+      readthrough render data/sample.fountain -o out/
+      readthrough render script.fountain -o out/ --engine preview
+      readthrough render script.fountain -o out/ --models tiny-models/ --scenes 1,3
+      readthrough render script.fountain -o out/ --settings my.toml --cast cast.toml --quality draft
+      readthrough render script.fountain -o out/ --force
+    Runs in Prefect's ephemeral mode; set PREFECT_API_URL to record runs on a server.
+    """
+    from rich.console import Console
+
+    prefect_env(verbose)
+    overrides = {"render.quality": quality} if quality else {}
+    scenes = parse_scene_list(scenes_text)
+    name, reason = engine_line(settings_file, overrides, engine, models_dir)
+    console = Console(stderr=True)
+    click.echo(f"Engine: {name} — {reason}")
+
+    from flows.reporting import listen, quiet_prefect_console
+    from flows.render import REPORT_NAME, render_flow
+
+    quiet_prefect_console(verbose)
+    started = time.perf_counter()
+    with ProgressView(console) as view, listen(view):
+        state = render_flow(os.fspath(Path(script)), os.fspath(Path(out_dir)), engine=name, models_dir=models_dir,
+                            settings_file=settings_file, overrides=overrides or None, cast_file=cast_file,
+                            scenes=scenes, force=force, return_state=True)
+    wall = time.perf_counter() - started
+    exc = None
+    if not state.is_completed():
+        exc = state.result(raise_on_failure=False)
+        if isinstance(exc, ReadthroughError) and not isinstance(exc, RenderError):
+            raise exc
+        if not isinstance(exc, RenderError):
+            raise RenderError(f"The render flow ended {state.name}: {state.message}. Rerun with --verbose for "
+                              "Prefect's log.")
+    report_path = Path(out_dir) / REPORT_NAME
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    for line in summary_lines(report, wall):
+        click.echo(line)
+    if exc is None:
+        return
+    for f in report.get("failed_lines", []):
+        click.echo(f"  FAILED scene {f.get('scene')}, line {f.get('source_line')} {f.get('character')}: "
+                   f"“{f.get('text')}” — {f.get('reason')}", err=True)
+    if report["counts"]["failed"]:
+        raise RenderError(f"{report['counts']['failed']} line(s) failed; the report is {report_path}. "
+                          "Run the same command again to retry only what failed.")
+    raise RenderError(f"{exc} (report: {report_path})")

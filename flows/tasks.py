@@ -1,0 +1,303 @@
+"""Prefect tasks: thin wrappers around pipeline functions, cached on content keys.
+
+Rules (see ../shared/notes/prefect.md for the measured reasons):
+- every cached task has a `cache_key_fn` returning a content key computed by the flow from pipeline keys — never a
+  Path, a model object or a timestamp; the key is also the result file name;
+- results are small JSON records (paths, digests, cues), `persist_result=True`, `result_serializer="json"`, stored
+  under the work directory (`result_storage` is set per run with `with_options`, see `configured`);
+- the engine is never a task parameter: `get_engine` keeps one instance per process, keyed by the engine name, the
+  models folder and the settings digest, so it is created once per flow run (and reused by later runs);
+- engine work runs in the flow's thread (tasks are called directly, not submitted): MLX streams are thread-local.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.reporting import emit
+from pipeline.config import Settings
+from pipeline.errors import RenderError
+from pipeline.keys import content_key, sha256_bytes
+
+FLOW_VERSION = "1"
+
+# ------------------------------------------------------------------------------------------------ run spec
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every task of one flow run needs besides its own inputs. Never part of a cache key."""
+
+    settings: Settings
+    engine: str
+    models_dir: str | None
+    home: str
+    script_name: str = "script"
+
+    @property
+    def store_root(self) -> Path:
+        return Path(self.home) / "lines"
+
+    @property
+    def lock_root(self) -> Path:
+        return Path(self.home) / "locks"
+
+    @property
+    def audition_dir(self) -> Path:
+        return Path(self.home) / "auditions" / self.script_name
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.home) / "prefect-results"
+
+
+def settings_digest(settings: Settings) -> str:
+    return content_key("settings", "1", settings.model_dump(mode="json"))
+
+
+# ------------------------------------------------------------------------------------------------ engine cache
+
+_ENGINES: dict[str, Any] = {}
+_ENGINE_LOCK = threading.Lock()
+
+
+def get_engine(name: str, settings: Settings, models_dir: str | None = None):
+    """One engine instance per (name, models folder, settings digest) in this process."""
+    from pipeline.engines import create_engine
+
+    cache_key = f"{name}|{models_dir or ''}|{settings_digest(settings)}"
+    with _ENGINE_LOCK:
+        engine = _ENGINES.get(cache_key)
+        if engine is None:
+            engine = _ENGINES[cache_key] = create_engine(name, settings, models_dir)
+        return engine
+
+
+def clear_engines() -> None:
+    """Forget cached engines (tests; or to free a model's memory)."""
+    with _ENGINE_LOCK:
+        _ENGINES.clear()
+
+
+_ANALYZERS: dict[str, Any] = {}
+
+
+def get_analyzer(settings: Settings):
+    from pipeline.analysis import make_analyzer
+
+    key = f"{settings.casting.analyzer}|{settings.models.llm}"
+    if key not in _ANALYZERS:
+        _ANALYZERS[key] = make_analyzer(settings)
+    return _ANALYZERS[key]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _param_key(name: str):
+    """A cache_key_fn that returns the content key the flow passed as parameter `name`."""
+
+    def cache_key(context, parameters: Mapping[str, Any]) -> str:
+        return str(parameters[name])
+
+    cache_key.__name__ = f"cache_key_from_{name}"
+    return cache_key
+
+
+def embedding_digest(embedding) -> str | None:
+    if embedding is None:
+        return None
+    return sha256_bytes(np.ascontiguousarray(np.asarray(embedding, dtype="<f4")).tobytes())
+
+
+_CACHED = dict(persist_result=True, result_serializer="json")
+
+
+def file_stat(path) -> list[int] | None:
+    """[size, mtime_ns] of a file we wrote: a cached result is trusted only while its file is unchanged."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def configured(task_obj, spec: RunSpec, refresh: bool = False):
+    """The task with this run's result storage (under the work dir) and, when `refresh`, caches ignored."""
+    return task_obj.with_options(result_storage=spec.results_dir, refresh_cache=refresh or None)
+
+
+# ------------------------------------------------------------------------------------------------ parse
+
+
+@task(name="parse-script", cache_policy=NO_CACHE, persist_result=False)
+def parse_task(script: str):
+    """Read and parse the Fountain file (fast; never cached so an edited file is always re-read)."""
+    from pipeline.fountain import read_script
+
+    return read_script(script)
+
+
+@task(name="collect-evidence", cache_policy=NO_CACHE, persist_result=False)
+def evidence_task(screenplay):
+    from pipeline.evidence import collect_evidence
+
+    return collect_evidence(screenplay)
+
+
+# ------------------------------------------------------------------------------------------------ casting
+
+
+@task(name="analyze-character", task_run_name="analyze {character}", cache_key_fn=_param_key("key"), **_CACHED)
+def analyze_task(key: str, character: str, evidence, overrides: dict | None, spec: RunSpec) -> dict:
+    """Profile JSON of one character (analyzer + cast-file overrides)."""
+    from pipeline.casting import analyze_character
+
+    return analyze_character(evidence, get_analyzer(spec.settings), overrides).to_json()
+
+
+@task(name="design-auditions", task_run_name="design {character}", cache_key_fn=_param_key("key"), **_CACHED)
+def design_task(key: str, character: str, description: str, seeds: list[int], spec: RunSpec) -> dict:
+    """N auditions of `description` as WAV files; returns their JSON records."""
+    from pipeline.design import audition
+
+    s = spec.settings
+    engine = get_engine(spec.engine, s, spec.models_dir)
+    auditions = audition(engine, description, s.casting.auditions, seeds, s.casting.sample_text, spec.audition_dir,
+                         character, s.render.language)
+    return {"description": description, "auditions": [a.to_json() for a in auditions]}
+
+
+@task(name="pick-audition", task_run_name="pick {character}", cache_key_fn=_param_key("key"), **_CACHED)
+def pick_task(key: str, character: str, auditions: list[dict], cast_embeddings: dict[str, list[float]],
+              pinned: int | None, spec: RunSpec) -> dict:
+    """Which audition keeps the cast most distinct (or the cast file's pin); returns index, reason, embedding."""
+    from pipeline.design import Audition, pick
+
+    engine = get_engine(spec.engine, spec.settings, spec.models_dir)
+    auds = [Audition.from_json(a) for a in auditions]
+    embeddings = [engine.speaker_embedding(a.load()) for a in auds]
+    cast = {k: np.asarray(v, dtype=np.float32) for k, v in cast_embeddings.items()}
+    index, reason = pick(embeddings, cast, pinned=pinned)
+    chosen = embeddings[index]
+    return {"index": index, "reason": reason,
+            "embedding": None if chosen is None else np.asarray(chosen, dtype=np.float32).ravel().tolist()}
+
+
+@task(name="lock-voice", task_run_name="lock {character}", cache_key_fn=_param_key("key"), **_CACHED)
+def lock_task(key: str, character: str, audition: dict, spec: RunSpec) -> dict:
+    """Freeze the chosen audition into a lock file; returns its path and digest."""
+    from pipeline.casting import lock_character
+    from pipeline.design import Audition
+
+    engine = get_engine(spec.engine, spec.settings, spec.models_dir)
+    path, digest = lock_character(engine, Audition.from_json(audition), spec.settings, spec.lock_root,
+                                  name=character)
+    return {"lock_path": str(path), "lock_digest": digest}
+
+
+@task(name="pinned-voice", task_run_name="pinned voice {character}", cache_key_fn=_param_key("key"), **_CACHED)
+def pinned_voice_task(key: str, character: str, profile: dict, entry, spec: RunSpec) -> dict:
+    """A cast-file lock/.vox or preset voice: the CastResult JSON plus the voice's embedding."""
+    from pipeline.analysis import CharacterProfile
+    from pipeline.casting import cast_character
+
+    engine = get_engine(spec.engine, spec.settings, spec.models_dir)
+    result, emb = cast_character(engine, CharacterProfile.from_json(profile), spec.settings, entry,
+                                 spec.audition_dir, spec.lock_root, {})
+    return {"result": result.to_json(),
+            "embedding": None if emb is None else np.asarray(emb, dtype=np.float32).ravel().tolist()}
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+
+
+class SceneRenderError(RenderError):
+    """One scene could not be completed: some of its lines failed. Carries the per-line failures."""
+
+    def __init__(self, scene: str, failures: list[dict], rendered: int = 0, reused: int = 0):
+        self.scene = scene
+        self.failures = failures
+        self.rendered = rendered
+        self.reused = reused
+        lines = "; ".join(f"line {f['source_line']} {f['character']}: {f['reason']}" for f in failures)
+        super().__init__(f"Scene {scene}: {len(failures)} line(s) failed — {lines}")
+
+
+@task(name="render-scene", task_run_name="scene {scene[label]}", cache_key_fn=_param_key("scene_key"), **_CACHED)
+def render_scene_task(scene_key: str, scene: dict, jobs: list[dict], locks: dict[str, str], out_path: str,
+                      spec: RunSpec, force: bool = False) -> dict:
+    """Render the scene's missing lines through the LineStore, then mix the scene file.
+
+    Raises SceneRenderError (the task fails, nothing is cached) when any line failed; lines that did render are in
+    the store, so the next run renders only the failed ones. `force` re-renders every line, stored or not.
+    """
+    from pipeline.assemble import MixLine, mix_scene
+    from pipeline.lock import load_lock
+    from pipeline.render import LineJob, render_missing
+    from pipeline.store import LineStore
+
+    s = spec.settings
+    store = LineStore(spec.store_root)
+    line_jobs = [LineJob.from_json(j) for j in jobs]
+    label = scene["label"]
+    emit("scene_start", scene=label, lines=len(line_jobs))
+    missing = list(line_jobs) if force else [j for j in line_jobs if not store.has(j.key)]
+    rendered: list[str] = []
+    failures: list[dict] = []
+    engine_calls = 0
+    if missing:
+        engine = get_engine(spec.engine, s, spec.models_dir)
+        needed = {j.voice_digest for j in missing if j.voice_digest}
+        lock_objs = {}
+        for digest in needed:
+            path = locks.get(digest)
+            if path:
+                lock_objs[digest] = load_lock(path)
+        summary = render_missing(
+            engine, store, missing, lock_objs, batch_size=s.render.batch_size, language=s.render.language,
+            force=force,
+            on_line=lambda job, status: emit("line", scene=label, key=job.key, character=job.character,
+                                             status=status),
+        )
+        rendered = list(summary.rendered)
+        engine_calls = summary.engine_calls
+        failures = [{**f.to_json(), "scene": label} for f in summary.failed]
+    missing_keys = {j.key for j in missing}
+    reused = [j.key for j in line_jobs if j.key not in missing_keys]
+    for key in reused:
+        emit("line", scene=label, key=key, status="reused")
+    if failures:
+        emit("scene_done", scene=label, status="failed")
+        raise SceneRenderError(label, failures, len(rendered), len(reused))
+    lines = [MixLine(key=j.key, character=j.character, text=j.text, audio_path=store.path(j.key),
+                     dual_group=j.dual_group, dual_side=j.dual_side, pause_before=j.pause_before,
+                     extension=j.extension) for j in line_jobs]
+    mix = mix_scene(lines, Path(out_path), s, scene_index=scene["index"], heading=scene["heading"])
+    emit("scene_done", scene=label, status="done")
+    return {"scene": label, "index": scene["index"], "heading": scene["heading"], "key": scene_key,
+            "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "line_keys": [j.key for j in line_jobs],
+            "rendered": rendered, "reused": reused, "engine_calls": engine_calls}
+
+
+@task(name="assemble-master", cache_key_fn=_param_key("master_key"), **_CACHED)
+def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, spec: RunSpec) -> dict:
+    """Master file(s) with chapters, cue sheet, subtitles and labels from the scene mixes."""
+    from pipeline.assemble import SceneMixResult, assemble_master
+    from pipeline.deliver import write_deliverables
+
+    s = spec.settings
+    mixes = [SceneMixResult.from_dict(sc["mix"]) for sc in scenes]
+    master = assemble_master(mixes, Path(out_dir), s, title=title)
+    written = write_deliverables(master, out_dir, subtitles=s.output.subtitles)
+    outputs = {f"master_{fmt}": str(p) for fmt, p in master.paths.items()}
+    outputs.update({name: str(p) for name, p in written.items()})
+    return {"outputs": outputs, "duration": master.duration, "lufs": master.lufs,
+            "true_peak_db": master.true_peak_db, "notes": list(master.notes)}

@@ -1,0 +1,330 @@
+"""Line planning and rendering: every spoken part becomes a content-keyed LineJob; only missing keys are rendered.
+
+A line's content key covers exactly what determines its audio — speech text, instruct, the voice lock's digest, the
+sampling settings, the engine and model ids, the render version, and which repeat of an identical line it is — so
+editing one line changes exactly one key, and a rerun renders only keys the LineStore does not hold.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+
+from .direction import direct_dialogue
+from .engines.base import RenderJob, RenderOutcome
+from .keys import content_key, seed_from_key
+from .screenplay import Dialogue, Scene, Screenplay
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .lock import VoiceLock
+    from .store import LineStore
+
+RENDER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class LineJob:
+    """One spoken part of one dialogue block, with everything needed to render and place it."""
+
+    key: str
+    scene_index: int  # index into Screenplay.scenes (0-based)
+    heading: str | None
+    character: str
+    voice_digest: str | None  # the character's VoiceLock digest; None when the character has no voice
+    text: str  # speech text (what is spoken)
+    instruct: str | None
+    seed: int
+    dual_group: int | None = None  # dual-dialogue pair number within the scene
+    dual_side: int = 0
+    pause_before: float | None = None  # seconds, from (beat)/(pause)
+    extension: str | None = None  # V.O., O.S. …
+    source_line: int = 0
+    effects: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key, "scene_index": self.scene_index, "heading": self.heading, "character": self.character,
+            "voice_digest": self.voice_digest, "text": self.text, "instruct": self.instruct, "seed": self.seed,
+            "dual_group": self.dual_group, "dual_side": self.dual_side, "pause_before": self.pause_before,
+            "extension": self.extension, "source_line": self.source_line, "effects": list(self.effects),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LineJob":
+        return cls(**{**data, "effects": tuple(data.get("effects", ())), "notes": tuple(data.get("notes", ()))})
+
+
+@dataclass(frozen=True)
+class LineFailure:
+    key: str
+    character: str
+    scene_index: int
+    source_line: int
+    text: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "character": self.character, "scene_index": self.scene_index,
+                "source_line": self.source_line, "text": self.text, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class RenderSummary:
+    """What `render_missing` did: keys rendered now, keys already in the store, and per-line failures."""
+
+    rendered: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+    failed: tuple[LineFailure, ...] = ()
+    engine_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict:
+        return {"rendered": list(self.rendered), "reused": list(self.reused),
+                "failed": [f.to_json() for f in self.failed], "engine_calls": self.engine_calls,
+                "seconds": round(self.seconds, 3)}
+
+
+def sampling_payload(settings: "Settings") -> dict:
+    """The settings that change a line's audio (and therefore its key)."""
+    r = settings.render
+    return {"temperature": r.temperature, "top_k": r.top_k, "top_p": r.top_p,
+            "repetition_penalty": r.repetition_penalty, "language": r.language, "max_retakes": r.max_retakes,
+            "seconds_per_word": r.seconds_per_word, "min_seconds": r.min_seconds, "silence_rms": r.silence_rms}
+
+
+def line_key(text: str, instruct: str | None, voice_digest: str | None, sampling: dict, engine_desc: dict,
+             repeat: int = 0) -> str:
+    """The content key of one line (see the module docstring)."""
+    return content_key("line", RENDER_VERSION, {
+        "text": text, "instruct": instruct, "voice": voice_digest, "sampling": sampling,
+        "engine": engine_desc, "repeat": repeat,
+    })
+
+
+def dual_pairs(dialogues: Sequence[Dialogue]) -> dict[int, tuple[int, int]]:
+    """Dialogue index → (pair number, side). Accepts both parser conventions: both speeches of a pair marked dual
+    (a run of marked speeches pairs up two by two), or only the `^` speech marked (it pairs with the one before)."""
+    pairs: dict[int, tuple[int, int]] = {}
+    group = 0
+    i = 0
+    while i < len(dialogues):
+        if not dialogues[i].dual:
+            i += 1
+            continue
+        run_end = i
+        while run_end + 1 < len(dialogues) and dialogues[run_end + 1].dual:
+            run_end += 1
+        run = list(range(i, run_end + 1))
+        if len(run) == 1 and i > 0 and (i - 1) not in pairs:
+            run = [i - 1, i]
+        for k in range(0, len(run) - 1, 2):
+            group += 1
+            pairs[run[k]], pairs[run[k + 1]] = (group, 0), (group, 1)
+        i = run_end + 1
+    return pairs
+
+
+def _speech_text(text: str) -> str:
+    from .fountain import speech_text  # the parser owns emphasis/notes removal
+
+    return speech_text(text)
+
+
+def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | None], engine_desc: dict,
+                    settings: "Settings", repeats: dict | None = None) -> list[LineJob]:
+    """The LineJobs of one scene, in script order. `repeats` counts identical (voice, text, instruct) lines across
+    calls so that a repeated line gets its own key (and take)."""
+    repeats = {} if repeats is None else repeats
+    sampling = sampling_payload(settings)
+    dialogues = scene.dialogues
+    pairs = dual_pairs(dialogues)
+    jobs: list[LineJob] = []
+    for di, d in enumerate(dialogues):
+        group, side = pairs.get(di, (None, 0))
+        spoken = d.spoken
+        directions = direct_dialogue(d, beat=settings.pauses.beat)
+        for part, direction in zip(spoken, directions):
+            text = _speech_text(part.text)
+            if not text.strip():
+                continue
+            voice = voices.get(d.character)
+            ident = (voice, d.character if voice is None else "", text, direction.instruct)
+            repeat = repeats.get(ident, 0)
+            repeats[ident] = repeat + 1
+            key = line_key(text, direction.instruct, voice, sampling, engine_desc, repeat)
+            jobs.append(LineJob(
+                key=key, scene_index=scene_index, heading=scene.heading, character=d.character,
+                voice_digest=voice, text=text, instruct=direction.instruct, seed=seed_from_key(key),
+                dual_group=group, dual_side=side, pause_before=direction.pause_before, extension=d.extension,
+                source_line=part.line or d.line, effects=direction.effects, notes=direction.notes,
+            ))
+    return jobs
+
+
+def plan_line_jobs(screenplay: Screenplay, voices: Mapping[str, str | None], engine_desc: dict,
+                   settings: "Settings") -> list[LineJob]:
+    """One job per spoken part (line or lyric) of every dialogue, in script order."""
+    repeats: dict = {}
+    jobs: list[LineJob] = []
+    for i, scene in enumerate(screenplay.scenes):
+        jobs.extend(plan_scene_jobs(i, scene, voices, engine_desc, settings, repeats))
+    return jobs
+
+
+def _unique(jobs: Iterable[LineJob]) -> list[LineJob]:
+    seen: dict[str, LineJob] = {}
+    for j in jobs:
+        seen.setdefault(j.key, j)
+    return list(seen.values())
+
+
+def _batches(items: Sequence, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def render_missing(
+    engine, store: "LineStore", jobs: Sequence[LineJob], locks: Mapping[str, "VoiceLock"], *, batch_size: int = 8,
+    language: str = "en", on_line: Callable[[LineJob, str], None] | None = None, force: bool = False,
+) -> RenderSummary:
+    """Render every job whose key the store lacks, grouped by voice and batched; never raises for one line.
+
+    `locks` maps a voice digest (or a character name) to its VoiceLock. `on_line(job, status)` is called once per
+    unique key with status "reused", "rendered" or "failed" (for progress bars). `force` renders every job again,
+    replacing what the store holds.
+    """
+    started = time.perf_counter()
+    unique = _unique(jobs)
+    reused = [] if force else [j for j in unique if store.has(j.key)]
+    todo = list(unique) if force else [j for j in unique if not store.has(j.key)]
+    for j in reused:
+        if on_line:
+            on_line(j, "reused")
+    by_voice: dict[str | None, list[LineJob]] = {}
+    for j in todo:
+        by_voice.setdefault(j.voice_digest, []).append(j)
+
+    rendered: list[str] = []
+    failed: list[LineFailure] = []
+    calls = 0
+    for voice, group in by_voice.items():
+        lock = (locks.get(voice) if voice else None) or locks.get(group[0].character)
+        if lock is None:
+            for j in group:
+                failed.append(_failure(j, f"no voice lock for {j.character} (voice {voice or 'not cast'}); "
+                                          "cast the script first"))
+                if on_line:
+                    on_line(j, "failed")
+            continue
+        for batch in _batches(group, batch_size):
+            outcomes, n = _render_batch(engine, lock, batch, language)
+            calls += n
+            for j in batch:
+                out = outcomes.get(j.key)
+                reason = _store_outcome(store, engine, j, out)
+                if reason is None:
+                    rendered.append(j.key)
+                else:
+                    failed.append(_failure(j, reason))
+                if on_line:
+                    on_line(j, "rendered" if reason is None else "failed")
+    return RenderSummary(tuple(rendered), tuple(j.key for j in reused), tuple(failed), calls,
+                         time.perf_counter() - started)
+
+
+def _render_batch(engine, lock, batch: Sequence[LineJob], language: str) -> tuple[dict[str, RenderOutcome | str], int]:
+    """Render one batch; if the engine raises for the whole batch, retry its lines one by one to isolate the bad
+    one(s). Returns key → outcome (or an error string) and the number of engine calls made."""
+    rjobs = [RenderJob(key=j.key, text=j.text, seed=j.seed, instruct=j.instruct, language=language) for j in batch]
+    try:
+        return {o.key: o for o in engine.render(lock, rjobs)}, 1
+    except Exception as e:  # noqa: BLE001 — an engine failure must not stop other lines
+        if len(rjobs) == 1:
+            return {rjobs[0].key: f"engine error: {type(e).__name__}: {e}"}, 1
+    out: dict[str, RenderOutcome | str] = {}
+    calls = 1
+    for rj in rjobs:
+        calls += 1
+        try:
+            out.update({o.key: o for o in engine.render(lock, [rj])})
+        except Exception as e:  # noqa: BLE001
+            out[rj.key] = f"engine error: {type(e).__name__}: {e}"
+    return out, calls
+
+
+def _store_outcome(store, engine, job: LineJob, out) -> str | None:
+    """Put a good outcome in the store; return the failure reason otherwise."""
+    if out is None:
+        return "engine returned no outcome for this line"
+    if isinstance(out, str):
+        return out
+    if not out.ok:
+        return out.error or "engine returned no audio"
+    try:
+        store.put(job.key, out.audio, {
+            "tokens": out.tokens, "retakes": out.retakes, "seed": out.seed or job.seed,
+            "engine": getattr(engine, "name", ""), "character": job.character, "text": job.text,
+        })
+    except OSError as e:
+        return f"could not write to the line store: {e}"
+    return None
+
+
+def _failure(job: LineJob, reason: str) -> LineFailure:
+    return LineFailure(job.key, job.character, job.scene_index, job.source_line, job.text, reason)
+
+
+def spoken_scenes(screenplay: Screenplay) -> list[int]:
+    """Indexes of scenes that contain at least one dialogue block (the ones a render produces audio for)."""
+    return [i for i, s in enumerate(screenplay.scenes) if s.dialogues]
+
+
+def scene_label(screenplay: Screenplay, index: int) -> str:
+    """The user-facing number of a scene: its `#n#` number if written, else its 1-based position among headed
+    scenes."""
+    scene = screenplay.scenes[index]
+    if scene.number:
+        return scene.number
+    return str(_ordinal(screenplay, index))
+
+
+def _ordinal(screenplay: Screenplay, index: int) -> int:
+    headed = [i for i, s in enumerate(screenplay.scenes) if s.heading is not None or s.dialogues]
+    return headed.index(index) + 1 if index in headed else index + 1
+
+
+def select_scenes(screenplay: Screenplay, spec: Sequence[str | int] | None) -> list[int]:
+    """Resolve `--scenes 1,3` (1-based positions among headed scenes, or written scene numbers like "1A") to scene
+    indexes; None/empty selects every scene with dialogue. Unknown numbers raise a ValueError naming them."""
+    spoken = spoken_scenes(screenplay)
+    if not spec:
+        return spoken
+    headed = [i for i, s in enumerate(screenplay.scenes) if s.heading is not None or s.dialogues]
+    by_number = {s.number: i for i, s in enumerate(screenplay.scenes) if s.number}
+    chosen: list[int] = []
+    bad: list[str] = []
+    for item in spec:
+        token = str(item).strip()
+        if not token:
+            continue
+        if token in by_number:
+            idx = by_number[token]
+        elif token.isdigit() and 1 <= int(token) <= len(headed):
+            idx = headed[int(token) - 1]
+        else:
+            bad.append(token)
+            continue
+        if idx not in chosen:
+            chosen.append(idx)
+    if bad:
+        raise ValueError(f"no scene {', '.join(bad)}: the script has {len(headed)} scenes "
+                         f"(numbers {', '.join(scene_label(screenplay, i) for i in headed)})")
+    return sorted(chosen)

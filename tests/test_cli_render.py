@@ -1,0 +1,101 @@
+"""`readthrough render` / `readthrough cast` end to end through the CLI entry point (on the session Prefect server)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from fakes import install_fake_engine
+
+from flows.cli import main
+from flows.cli.render import parse_scene_list
+from flows.tasks import clear_engines
+from pipeline.errors import SettingsError
+
+
+@pytest.fixture
+def fake():
+    clear_engines()
+    engine = install_fake_engine()
+    yield engine
+    clear_engines()
+
+
+@pytest.fixture
+def script(tmp_path, sample_script):
+    path = tmp_path / "sample.fountain"
+    shutil.copy(sample_script, path)
+    return path
+
+
+def run(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_parse_scene_list():
+    assert parse_scene_list("1,3") == ["1", "3"]
+    assert parse_scene_list("2-4, 7") == ["2", "3", "4", "7"]
+    assert parse_scene_list("1A,2") == ["1A", "2"]
+    assert parse_scene_list("") is None
+    with pytest.raises(SettingsError, match="backwards"):
+        parse_scene_list("4-2")
+
+
+def test_help_has_examples(capsys):
+    code, out, _ = run(["render", "--help"], capsys)
+    assert code == 0 and "readthrough render data/sample.fountain -o out/" in out and "--scenes" in out
+    code, out, _ = run(["cast", "--help"], capsys)
+    assert code == 0 and "--json" in out
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_render_summary_rerun_and_failure_exit(tmp_path, script, fake, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = run(["render", str(script), "-o", str(out), "--engine", "fake"], capsys)
+    assert code == 0, err
+    assert stdout.startswith("Engine: fake — ")
+    assert "Rendered 18, reused 0, failed 0 of 18 lines" in stdout and "wall time" in stdout
+    assert (out / "render-report.json").is_file()
+
+    code, stdout, err = run(["render", str(script), "-o", str(out), "--engine", "fake"], capsys)
+    assert code == 0 and "Rendered 0, reused 18, failed 0" in stdout
+
+    script.write_text(script.read_text().replace("Would it have answered him?", "Would it have answered Otto?"))
+    fake.fail_text("answered Otto", "near-silent take after 3 retakes")
+    code, stdout, err = run(["render", str(script), "-o", str(out), "--engine", "fake"], capsys)
+    assert code == 1
+    assert "failed 1 of 18" in stdout
+    assert "FAILED scene 3, line 71 MARGARET" in err and "near-silent take after 3 retakes" in err
+    report = json.loads((out / "render-report.json").read_text())
+    assert report["status"] == "failed" and report["counts"]["failed"] == 1
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_bad_scene_and_engine_are_user_errors(tmp_path, script, fake, capsys):
+    code, _, err = run(["render", str(script), "-o", str(tmp_path / "o"), "--engine", "fake", "--scenes", "9"],
+                       capsys)
+    assert code == 2 and "no scene 9" in err
+    code, _, err = run(["render", str(script), "-o", str(tmp_path / "o"), "--engine", "instnt"], capsys)
+    assert code == 2 and "instant" in err  # did-you-mean
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_cast_json_and_table(tmp_path, script, fake, capsys):
+    code, stdout, err = run(["cast", str(script), "--engine", "fake", "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(stdout)
+    assert [r["name"] for r in rows] == ["MARGARET", "TOMAS", "JUNE", "OTTO"]
+    for r in rows:
+        for field in ("gender", "age_range", "traits", "summary", "description", "audition", "pick_reason",
+                      "lock_path"):
+            assert field in r
+    assert "Engine: fake" in err
+    code, stdout, _ = run(["cast", str(script), "--engine", "fake"], capsys)
+    assert code == 0 and "MARGARET" in stdout and "lock" in stdout

@@ -1,0 +1,221 @@
+"""Flow wiring on one session-scoped Prefect server: deliverables, rerun semantics, failure isolation, subsets.
+
+Orchestration tests use the queue-driven fake engine (tests/fakes.py); one end-to-end test runs the real qwen3
+engine on tiny checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from fakes import install_fake_engine
+
+from flows.tasks import clear_engines
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def fake():
+    clear_engines()
+    engine = install_fake_engine()
+    yield engine
+    clear_engines()
+
+
+@pytest.fixture
+def script(tmp_path, sample_script) -> Path:
+    path = tmp_path / "sample.fountain"
+    shutil.copy(sample_script, path)
+    return path
+
+
+def render(script, out, engine="fake", **kw):
+    from flows.render import render_flow
+
+    state = render_flow(str(script), str(out), engine=engine, return_state=True, **kw)
+    report = json.loads((Path(out) / "render-report.json").read_text())
+    return state, report
+
+
+def deliverables(out: Path, report: dict) -> None:
+    assert len(list((out / "scenes").glob("scene-*.wav"))) == 4
+    outputs = report["outputs"]
+    for name in ("master_wav", "cues", "srt", "vtt", "labels"):
+        assert Path(outputs[name]).is_file(), name
+    assert all(s["status"] == "done" and Path(s["path"]).is_file() for s in report["scenes"])
+    cues = json.loads(Path(outputs["cues"]).read_text())
+    assert "Forty-one years" in json.dumps(cues)
+
+
+def test_full_render_instant_then_cached(tmp_path, script):
+    clear_engines()
+    out = tmp_path / "out"
+    state, report = render(script, out, engine="instant")
+    assert state.is_completed(), state.message
+    deliverables(out, report)
+    assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
+    assert report["engine"]["name"] == "instant" and report["engine"]["model_id"] == "instant-1"
+    assert report["audio_seconds"] > 10
+    state, again = render(script, out, engine="instant")
+    assert state.is_completed()
+    assert again["counts"] == {"lines": 18, "rendered": 0, "reused": 18, "failed": 0}
+    assert all(s["cached"] for s in again["scenes"])
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["cast-sample", "render-sample"])))}
+    assert keys == {"cast-sample", "render-sample"}
+
+
+def test_outputs_markdown_links_and_failures():
+    from flows.reporting import artifact_key, outputs_markdown
+
+    md = outputs_markdown({
+        "script": "/s/x.fountain", "engine": {"engine": "instant"},
+        "counts": {"lines": 3, "rendered": 2, "reused": 0, "failed": 1}, "outputs": {"master_wav": "/o/x.wav"},
+        "scenes": [{"scene": "1", "heading": "INT. A", "status": "failed", "path": None, "failed_lines": [
+            {"scene": "1", "source_line": 7, "character": "ANN", "text": "Hi.", "reason": "runaway"}]}]})
+    assert "[/o/x.wav](file:///o/x.wav)" in md and "line 7 ANN" in md and "runaway" in md
+    assert artifact_key("Cast", "My Script_2") == "cast-my-script-2"
+
+
+def test_second_run_makes_zero_engine_calls(tmp_path, script, fake):
+    out = tmp_path / "out"
+    state, report = render(script, out)
+    assert state.is_completed(), state.message
+    assert len(fake.rendered_keys) == 18 and fake.design_calls == 4 and fake.lock_calls == 4
+    fake.reset_counts()
+    state, report = render(script, out)
+    assert state.is_completed()
+    assert fake.engine_calls == 0
+    assert report["counts"]["reused"] == 18
+
+
+def test_editing_one_line_renders_one_line_and_remixes_one_scene(tmp_path, script, fake):
+    out = tmp_path / "out"
+    render(script, out)
+    script.write_text(script.read_text().replace("You came to watch me pack.", "You came to watch me leave."))
+    fake.reset_counts()
+    state, report = render(script, out)
+    assert state.is_completed(), state.message
+    assert len(fake.render_calls) == 1 and len(fake.rendered_keys) == 1
+    assert fake.design_calls == 0 and fake.lock_calls == 0
+    remixed = [s["scene"] for s in report["scenes"] if not s["cached"]]
+    assert remixed == ["2"]
+    assert report["counts"] == {"lines": 18, "rendered": 1, "reused": 17, "failed": 0}
+
+
+def test_failed_scene_does_not_stop_others_and_rerun_completes_it(tmp_path, script, fake):
+    out = tmp_path / "out"
+    fake.fail_text("Still burning", "runaway: 31.0 s for 4 words")
+    state, report = render(script, out)
+    assert state.is_failed()
+    assert "scene 3" in state.message and "line 61" in state.message and "runaway" in state.message
+    assert {s["scene"]: s["status"] for s in report["scenes"]} == {"1": "done", "2": "done", "3": "failed",
+                                                                 "4": "done"}
+    assert report["counts"] == {"lines": 18, "rendered": 17, "reused": 0, "failed": 1}
+    [failure] = report["failed_lines"]
+    assert failure["character"] == "MARGARET" and failure["source_line"] == 61
+    assert failure["reason"] == "runaway: 31.0 s for 4 words"
+    assert report["outputs"] == {} and "some scenes failed" in report["master_note"]
+    assert report["status"] == "failed"
+
+    fake.clear_failures().reset_counts()
+    state, report = render(script, out)
+    assert state.is_completed(), state.message
+    assert fake.rendered_keys == [failure["key"]]  # finished lines are not rendered again
+    assert [s["scene"] for s in report["scenes"] if not s["cached"]] == ["3"]
+    deliverables(out, report)
+
+
+def test_scene_subset_and_force(tmp_path, script, fake):
+    out = tmp_path / "out"
+    state, report = render(script, out, scenes=["2", "4"])
+    assert state.is_completed(), state.message
+    assert [s["scene"] for s in report["scenes"]] == ["2", "4"]
+    assert report["counts"]["lines"] == 10 and report["counts"]["rendered"] == 10
+    assert report["outputs"] == {} and "--scenes" in report["master_note"]
+    assert len(fake.rendered_keys) == 10
+
+    fake.reset_counts()
+    state, report = render(script, out, scenes=["4"], force=True)
+    assert state.is_completed()
+    assert len(fake.rendered_keys) == 3 and not report["scenes"][0]["cached"]
+    assert fake.lock_calls == 4  # cast tasks ignore their caches too
+
+    from flows.render import render_flow
+
+    state = render_flow(str(script), str(out), engine="fake", scenes=["9"], return_state=True)
+    assert state.is_failed() and "no scene 9" in state.message
+
+
+def test_deleted_or_replaced_scene_file_is_remixed(tmp_path, script, fake):
+    out = tmp_path / "out"
+    render(script, out)
+    victim = out / "scenes" / "scene-001.wav"
+    original = victim.read_bytes()
+    victim.unlink()
+    fake.reset_counts()
+    state, report = render(script, out)
+    assert state.is_completed() and victim.read_bytes() == original
+    assert fake.engine_calls == 0
+    assert [s["scene"] for s in report["scenes"] if not s["cached"]] == ["1"]
+
+    shutil.copy(out / "scenes" / "scene-002.wav", victim)  # another scene's audio under this name: stale
+    state, report = render(script, out)
+    assert state.is_completed() and victim.read_bytes() == original
+    assert [s["scene"] for s in report["scenes"] if not s["cached"]] == ["1"]
+
+
+def test_cast_flow_rows(tmp_path, script, fake):
+    from flows.cast import cast_flow
+
+    result = cast_flow(str(script), engine="fake")
+    rows = {r["name"]: r for r in result["characters"]}
+    assert list(rows) == ["MARGARET", "TOMAS", "JUNE", "OTTO"]
+    for r in rows.values():
+        assert Path(r["lock_path"]).is_file() and Path(r["audition"]).is_file()
+        assert r["description"] and r["pick_reason"] and r["gender"]
+
+
+@pytest.mark.tiny
+def test_full_render_tiny_qwen3(tmp_path, script, tiny_models):
+    pytest.importorskip("pipeline.engines.qwen3")
+    clear_engines()
+    out = tmp_path / "out"
+    state, report = render(script, out, engine="qwen3", models_dir=str(tiny_models),
+                           overrides={"casting.auditions": 2, "render.max_retakes": 0})
+    assert report["engine"]["name"] == "qwen3"
+    assert state.is_completed(), state.message
+    deliverables(out, report)
+    clear_engines()
+
+
+def test_run_that_stops_early_still_writes_a_report(tmp_path, script, fake, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("voice design model is missing")
+
+    monkeypatch.setattr(fake, "design", broken)
+    out = tmp_path / "out"
+    state, report = render(script, out)
+    assert state.is_failed() and "voice design model is missing" in state.message
+    assert report["status"] == "failed" and "voice design model is missing" in report["error"]
+    assert report["engine"]["name"] == "fake"
+
+
+def test_cast_flow_extras_share_a_pool_voice(tmp_path, script, fake):
+    from flows.cast import cast_flow
+
+    result = cast_flow(str(script), engine="fake", overrides={"casting.extras_max_lines": 2})
+    rows = {r["name"]: r for r in result["characters"]}
+    otto = rows["OTTO"]
+    assert otto["source"] == "extra" and otto["extra_voice"] == "EXTRAS POOL 1"
+    assert "2 lines" in otto["pick_reason"] and Path(otto["lock_path"]).is_file()
+    assert otto["lock_path"] not in {r["lock_path"] for n, r in rows.items() if n != "OTTO"}
