@@ -219,6 +219,21 @@ def pinned_voice_task(key: str, character: str, profile: dict, entry, spec: RunS
 # ------------------------------------------------------------------------------------------------ rendering
 
 
+_LOCKS: dict[tuple, Any] = {}
+
+
+def load_lock_cached(path: str):
+    """`pipeline.lock.load_lock`, memoised per process on (path, size, mtime): scenes share their voices' locks."""
+    from pipeline.lock import load_lock
+
+    key = (str(path), *(file_stat(path) or (None, None)))
+    if key not in _LOCKS:
+        if len(_LOCKS) > 256:
+            _LOCKS.clear()
+        _LOCKS[key] = load_lock(path)
+    return _LOCKS[key]
+
+
 class SceneRenderError(RenderError):
     """One scene could not be completed: some of its lines failed. Carries the per-line failures."""
 
@@ -240,7 +255,6 @@ def render_scene_task(scene_key: str, scene: dict, jobs: list[dict], locks: dict
     the store, so the next run renders only the failed ones. `force` re-renders every line, stored or not.
     """
     from pipeline.assemble import MixLine, mix_scene
-    from pipeline.lock import load_lock
     from pipeline.render import LineJob, render_missing
     from pipeline.store import LineStore
 
@@ -256,11 +270,7 @@ def render_scene_task(scene_key: str, scene: dict, jobs: list[dict], locks: dict
     if missing:
         engine = get_engine(spec.engine, s, spec.models_dir)
         needed = {j.voice_digest for j in missing if j.voice_digest}
-        lock_objs = {}
-        for digest in needed:
-            path = locks.get(digest)
-            if path:
-                lock_objs[digest] = load_lock(path)
+        lock_objs = {d: load_lock_cached(locks[d]) for d in needed if locks.get(d)}
         summary = render_missing(
             engine, store, missing, lock_objs, batch_size=s.render.batch_size, language=s.render.language,
             force=force,

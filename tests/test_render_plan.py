@@ -186,3 +186,12 @@ def test_instant_engine_is_deterministic():
     assert a.digest() == b.digest() != c.digest()
     longer = e.render(_lock("A"), [RenderJob(key="line-01", text="Hello there, old friend. " * 3, seed=42)])[0].audio
     assert longer.duration > a.duration
+
+
+def test_fake_engine_queue_scripts_outcomes(tmp_path):
+    jobs = _jobs(3)
+    engine = FakeEngine().enqueue("ok", "retake limit reached")
+    summary = render_missing(engine, LineStore(tmp_path), jobs, {"v1": _lock("A")})
+    assert [f.key for f in summary.failed] == [jobs[1].key]
+    assert summary.failed[0].reason == "retake limit reached"
+    assert len(summary.rendered) == 2 and not engine.queue
