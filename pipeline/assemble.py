@@ -41,8 +41,24 @@ class MixLine:
     extension: str | None = None  # V.O., O.S. … (kept for future mixing)
 
 
+class _SampleSpan:
+    """start/end in seconds, derived from integer sample positions (the single source of timing truth)."""
+
+    start_sample: int
+    end_sample: int
+    sample_rate: int
+
+    @property
+    def start(self) -> float:
+        return self.start_sample / self.sample_rate
+
+    @property
+    def end(self) -> float:
+        return self.end_sample / self.sample_rate
+
+
 @dataclass(frozen=True)
-class Cue:
+class Cue(_SampleSpan):
     """Where one line sits in a file: [start_sample, end_sample) at sample_rate. start/end are derived seconds."""
 
     key: str
@@ -55,14 +71,6 @@ class Cue:
     heading: str | None = None
     extension: str | None = None
     dual_group: int | None = None
-
-    @property
-    def start(self) -> float:
-        return self.start_sample / self.sample_rate
-
-    @property
-    def end(self) -> float:
-        return self.end_sample / self.sample_rate
 
     def shifted(self, frames: int) -> "Cue":
         return replace(self, start_sample=self.start_sample + frames, end_sample=self.end_sample + frames)
@@ -118,20 +126,12 @@ class SceneMixResult:
 
 
 @dataclass(frozen=True)
-class Chapter:
+class Chapter(_SampleSpan):
     index: int  # scene index
     title: str
     start_sample: int
     end_sample: int
     sample_rate: int
-
-    @property
-    def start(self) -> float:
-        return self.start_sample / self.sample_rate
-
-    @property
-    def end(self) -> float:
-        return self.end_sample / self.sample_rate
 
 
 @dataclass(frozen=True)

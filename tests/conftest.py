@@ -73,3 +73,15 @@ def prefect_harness():
                 client.create_global_concurrency_limit(
                     GlobalConcurrencyLimitCreate(name=deploy.concurrency_limit, limit=deploy.mlx_slots))
         yield
+
+
+@pytest.fixture
+def fake():
+    """The queue-driven fake engine (tests/fakes.py), registered for this test; engine caches cleared around it."""
+    from fakes import install_fake_engine
+    from flows.tasks import clear_engines
+
+    clear_engines()
+    engine = install_fake_engine()
+    yield engine
+    clear_engines()

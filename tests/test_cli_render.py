@@ -6,20 +6,10 @@ import json
 import shutil
 
 import pytest
-from fakes import install_fake_engine
 
 from flows.cli import main
 from flows.cli.render import parse_scene_list
-from flows.tasks import clear_engines
 from pipeline.errors import SettingsError
-
-
-@pytest.fixture
-def fake():
-    clear_engines()
-    engine = install_fake_engine()
-    yield engine
-    clear_engines()
 
 
 @pytest.fixture
