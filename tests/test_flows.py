@@ -176,6 +176,28 @@ def test_cast_flow_rows(tmp_path, script, fake):
         assert r["description"] and r["pick_reason"] and r["gender"]
 
 
+def test_full_render_preview_engine_speaks_every_line(tmp_path, script):
+    """The README's fresh-machine path: espeak-ng voices through the real flows, every deliverable, real speech."""
+    pytest.importorskip("espeakng_loader")
+    import soundfile as sf
+
+    from pipeline.loudness import rms_db
+
+    clear_engines()
+    out = tmp_path / "out"
+    state, report = render(script, out, engine="preview")
+    assert state.is_completed(), state.message
+    deliverables(out, report)
+    assert report["engine"]["name"] == "preview" and report["engine"]["model"].startswith("espeak-ng")
+    assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
+    cues = json.loads(Path(report["outputs"]["cues"]).read_text())
+    master, rate = sf.read(report["outputs"]["master_wav"], dtype="float32")
+    for cue in cues["lines"]:  # every cue holds audible speech, and longer lines last longer than short ones
+        seg = master[cue["start_sample"]: cue["end_sample"]]
+        assert len(seg) > 0.3 * rate and rms_db(seg) > -45, cue
+    clear_engines()
+
+
 @pytest.mark.tiny
 def test_full_render_tiny_qwen3(tmp_path, script, tiny_models):
     pytest.importorskip("pipeline.engines.qwen3")

@@ -145,7 +145,7 @@ def test_forced_runaway_retakes_then_fails_clearly(engine, clone_lock):
 
 def test_preset_lock_renders(engine):
     lock = engine.preset_lock("Ryan", "Calm and warm.", "en", name="Narrator")
-    assert (lock.kind, lock.model_id) == ("preset", engine.model_ids["custom_voice"])
+    assert (lock.kind, lock.model_id) == ("preset", engine.identity("custom_voice"))
     assert lock.params == {"speaker": "ryan", "instruct": "Calm and warm."}
     outcomes = engine.render(lock, _jobs("Good evening.", "It was a dark night.", seed=600))
     for o in outcomes:
@@ -233,7 +233,7 @@ def test_lock_from_other_base_size_is_rederived_once(clone_lock, tiny_models, tm
     shutil.copytree(tiny_models / "base", other)
     settings = _settings(quality="draft").with_overrides({"models.base_draft": str(other)})
     eng = create_engine("qwen3", settings)
-    assert eng.base_id == str(other) != clone_lock.model_id
+    assert eng.base_id.startswith("local:other-base@") and eng.base_id != clone_lock.model_id
     codes, xvec = eng.clone_prompt(clone_lock)
     assert eng.clone_prompt(clone_lock)[0] is codes  # cached per (lock, model)
     # Same weights under another name: the re-derived prompt equals the lock's own.
@@ -255,9 +255,20 @@ def test_release_design_drops_the_model(tiny_models):
 def test_describe_names_engine_and_models(engine, tiny_models):
     d = engine.describe()
     assert d["engine"] == "qwen3"
-    assert d["model_id"] == d["base_model"] == str(tiny_models / "base")
-    assert d["design_model"] == str(tiny_models / "voice-design")
-    assert d["custom_voice_model"] == str(tiny_models / "custom-voice")
+    assert d["model_id"] == d["base_model"] == qwen3.model_identity(str(tiny_models / "base"))
+    assert d["design_model"].startswith("local:voice-design@")
+    assert d["custom_voice_model"].startswith("local:custom-voice@")
+
+
+def test_model_identity_follows_content_not_location(tiny_models, tmp_path):
+    """Line keys and seeds include the model identity: moving a checkpoint must not change it; editing it must."""
+    moved = tmp_path / "elsewhere" / "base"
+    shutil.copytree(tiny_models / "base", moved)
+    assert qwen3.model_identity(str(moved)) == qwen3.model_identity(str(tiny_models / "base"))
+    config = moved / "config.json"
+    config.write_text(config.read_text().replace("24000", "24001"))
+    assert qwen3.model_identity(str(moved)) != qwen3.model_identity(str(tiny_models / "base"))
+    assert qwen3.model_identity("mlx-community/Qwen3-TTS-12Hz-1.7B-Base-bf16") == "mlx-community/Qwen3-TTS-12Hz-1.7B-Base-bf16"
 
 
 def test_speaker_embedding_of_a_short_clip(engine):

@@ -17,6 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "data" / "golden" / "sample"
 
 
+@pytest.fixture(autouse=True)
+def _prefect_logs_outlive_capsys():
+    """Prefect (re)configures its console log handler while a flow runs, binding it to the sys.stderr of that
+    moment — capsys's buffer here, closed after the test, so every later Prefect log line would raise "I/O
+    operation on closed file". Rebind it once capsys has restored the real streams."""
+    yield
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging(incremental=False)
+
+
 def regress(*args) -> int:
     """Run `readthrough regress ARGS`; the exit code (0 when it returns normally)."""
     try:
@@ -31,12 +42,10 @@ def report_of(out: Path) -> dict:
 
 
 @pytest.fixture
-def in_models_dir(tiny_models, monkeypatch) -> str:
-    """Run from inside the tiny models folder and name it ".": the qwen3 engine's model ids (part of every line key,
-    and so of every line's seed) are then "base", "voice-design" — the same on every machine — instead of a
-    per-run temp path. This is how data/golden/sample/ was made (see data/golden/README.md)."""
-    monkeypatch.chdir(tiny_models)
-    return "."
+def in_models_dir(tiny_models) -> str:
+    """The tiny checkpoints' folder. The qwen3 engine identifies a local model by its content, not its path
+    (pipeline.engines.qwen3.model_identity), so line keys and seeds are the same wherever the folder lies."""
+    return str(tiny_models)
 
 
 @pytest.mark.tiny

@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import io
 import math
+import hashlib
 import os
 import queue
 import threading
@@ -354,6 +355,33 @@ def _judge(audio: Audio | None, tokens: int, cap: int, silence_rms: float) -> st
 
 # --- the engine ---------------------------------------------------------------------------------------------
 
+
+def model_identity(model_id: str) -> str:
+    """A path-independent identity for a model: hub ids as they are; a local folder as `local:<name>@<digest>`.
+
+    Line keys, seeds and lock digests include the model identity. A folder path would tie them to where the
+    checkpoint happens to lie (tests build tiny models in temp folders; users move folders), so local folders are
+    identified by their content instead: config files, safetensors headers (names, shapes, offsets), sizes and the
+    first and last MiB of each weights file — cheap even for multi-GB weights.
+    """
+    folder = Path(model_id).expanduser()
+    if not folder.is_dir():
+        return model_id
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors")):
+        rel = f.relative_to(folder).as_posix()
+        size = f.stat().st_size
+        h.update(f"{rel}:{size}\n".encode())
+        with open(f, "rb") as fh:
+            if f.suffix == ".json" or size <= 2 << 20:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(1 << 20))
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read())
+    return f"local:{folder.resolve().name}@{h.hexdigest()[:16]}"
+
+
 class Qwen3Engine:
     """Engine protocol (pipeline.engines.base) on mlx-audio's Qwen3-TTS."""
 
@@ -368,6 +396,7 @@ class Qwen3Engine:
             root = Path(models_dir).expanduser()
             ids = {role: str(root / DIR_NAMES[role]) for role in ids}
         self.model_ids = ids
+        self._identity: dict[str, str] = {}
         self.base_role = "base_draft" if settings.render.quality == "draft" else "base_final"
         # (lock digest, base model id) -> (ref codes [16, T] int32, x-vector [D] float32) re-derived for a Base
         # model other than the lock's own (see `clone_prompt`).
@@ -376,15 +405,21 @@ class Qwen3Engine:
     # -- ids and models --
     @property
     def base_id(self) -> str:
-        return self.model_ids[self.base_role]
+        """The Base model's identity (see `model_identity`): what locks record and line keys include."""
+        return self.identity(self.base_role)
+
+    def identity(self, role: str) -> str:
+        if role not in self._identity:
+            self._identity[role] = model_identity(self.model_ids[role])
+        return self._identity[role]
 
     def describe(self) -> dict:
         return {
             "engine": NAME,
             "model_id": self.base_id,
             "base_model": self.base_id,
-            "design_model": self.model_ids["voice_design"],
-            "custom_voice_model": self.model_ids["custom_voice"],
+            "design_model": self.identity("voice_design"),
+            "custom_voice_model": self.identity("custom_voice"),
             "quality": self.settings.render.quality,
         }
 
@@ -480,7 +515,7 @@ class Qwen3Engine:
                 f"Voice {name!r}: preset speaker {speaker!r} is not one of model {self.model_ids['custom_voice']}'s "
                 f"speakers.{did_you_mean(wanted, speakers)}"
             )
-        return VoiceLock(name=name, kind="preset", engine=NAME, model_id=self.model_ids["custom_voice"],
+        return VoiceLock(name=name, kind="preset", engine=NAME, model_id=self.identity("custom_voice"),
                          language=language, params={"speaker": wanted, "instruct": instruct or None},
                          created=now_iso(), sample_rate=SAMPLE_RATE)
 
