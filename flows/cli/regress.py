@@ -33,14 +33,14 @@ def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engi
     OUT/regression-report.json, OUT/regression-junit.xml and OUT/regression.md. Tolerances: [regression] in
     the settings (configs/default.toml).
 
-    Each line's seed comes from its content key, which includes the model ids — with --models DIR, the DIR
-    string. For goldens that match on every machine, pass the same relative DIR everywhere (CI does
-    `cd TINY && readthrough regress … --models .`; see data/golden/README.md).
+    Each line's seed comes from its content key, which includes the model identity: a hub id, or for a local
+    folder (--models DIR) a digest of its contents, so goldens match wherever the checkpoints lie
+    (see data/golden/README.md).
 
     \b
     Examples:
       readthrough make-tiny-models /tmp/tiny
-      cd /tmp/tiny && readthrough regress ~/readthrough/data/sample.fountain --engine qwen3 --models . -o /tmp/rg
+      readthrough regress data/sample.fountain --engine qwen3 --models /tmp/tiny -o /tmp/rg
       readthrough regress data/sample.fountain -o out/regress --update      # new goldens: review, commit
       readthrough regress data/sample.fountain -o out/regress --junit reports/audio.xml
       readthrough regress my.fountain --golden goldens/my --settings ci.toml --cast my.cast.toml -o out/my
