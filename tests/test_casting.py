@@ -256,3 +256,28 @@ def test_audition_seeds():
     assert a != audition_seeds("JUNE", SETTINGS)  # one description, two characters: still different voices
     assert a != audition_seeds("MARGARET", SETTINGS.with_overrides({"casting.audition_seed": 99}))
     assert audition_seeds("MARGARET", SETTINGS, CastEntry("MARGARET", seed=10)) == [10, 11, 12]
+
+
+@pytest.mark.tiny
+def test_cast_file_vox_voice_is_imported_and_renders(tmp_path, tiny_models):
+    """A .vox exported from one cast pins a character in another: same clone prompt, and it speaks."""
+    from pipeline.engines import create_engine
+    from pipeline.engines.base import RenderJob
+    from pipeline.vox import export_vox
+
+    settings = SETTINGS.with_overrides({"casting.auditions": 1, "casting.extras_pool": 0})
+    engine = create_engine("qwen3", settings, tiny_models)
+    audio = engine.design("A low, calm, elderly female voice.", settings.casting.sample_text, [11])[0]
+    original = engine.lock(audio, settings.casting.sample_text, "en", name="keeper", description="A calm keeper.")
+    export_vox(original, tmp_path / "voices" / "keeper.vox", size="0.6b")
+    castfile = cast_from(tmp_path, '[characters.MARGARET]\nlock = "voices/keeper.vox"\n')
+    results = cast_script(None, engine, settings, castfile, tmp_path / "auditions", tmp_path / "locks",
+                          evidences={"MARGARET": EVS["MARGARET"]}, release=False)
+    m = results["MARGARET"]
+    assert m.source == "lock" and m.auditions == ()
+    lock = load_lock(m.lock_path)
+    assert lock.name == "MARGARET" and lock.ref_text == original.ref_text
+    assert np.array_equal(lock.ref_codes, original.ref_codes)
+    assert np.allclose(lock.x_vector, original.x_vector, atol=1e-6)
+    [outcome] = engine.render(lock, [RenderJob(key="line-vox", text="Still here, Otto.", seed=5)])
+    assert outcome.ok, outcome.error
