@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ModelError
 
-MAKER_VERSION = 2
+MAKER_VERSION = 3  # 3: vocoder without decoder blocks (see speech_tokenizer_config)
 STAMP = "readthrough-tiny.json"
 KINDS = ("base", "voice-design", "custom-voice")
 PRESET_SPEAKERS = ("ryan", "aiden", "vivian", "serena", "uncle_fu", "dylan", "eric", "ono_anna", "sohee")
@@ -225,9 +225,19 @@ def main_config(kind: str) -> dict:
 
 
 def speech_tokenizer_config(fast_codec: bool = True) -> dict:
-    """speech_tokenizer/config.json. fast_codec: 80 samples a frame (cheap vocoder); else the real 1920."""
+    """speech_tokenizer/config.json. fast_codec: 80 samples a frame (cheap vocoder); else the real 1920.
+
+    The fast codec has NO decoder blocks (`upsample_rates` empty): all of its 80× upsampling is done by the
+    latent-side transposed convs + ConvNeXt blocks (`upsampling_ratios`), at latent/decoder width 8. Why: each
+    decoder block ends in three residual units whose kernel-1 conv must have > 64 channels (gotcha 1 in
+    ../shared/notes/tiny-qwen3.md), so a block at the output rate costs ~14 ms a frame on a 2-core CPU (k=7 convs,
+    66 channels, dilations 3 and 9 run twice as slow) — about 1 s a line, which swamped every timing of the
+    talker. This shape decodes ~0.25 ms a frame and still goes through mlx-audio's own decoder (quantizer,
+    pre-conv, pre-transformer, upsampling, output snake + conv). Widths stay above the kernel sizes and the
+    upsampling factors (sanitize guesses conv layout from shape).
+    """
     if fast_codec:
-        upsample = {"upsample_rates": [5], "upsampling_ratios": [4, 4], "decoder_dim": 132}
+        upsample = {"upsample_rates": [], "upsampling_ratios": [4, 4, 5], "decoder_dim": 8, "latent_dim": 8}
         rate = 80
     else:
         # 4 blocks halve the width each time; the last block (decoder_dim/16) must stay > 64 (gotcha 1).
