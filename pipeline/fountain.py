@@ -559,7 +559,7 @@ def speech_text(text: str) -> str:
 
 def emit_fountain(screenplay: Screenplay) -> str:
     """Fountain text for a Screenplay such that parse_fountain(emit_fountain(s)) equals s except for source line
-    numbers (compare `to_json()` with the "line" keys dropped). Elements are separated by blank lines and forced
+    numbers (`Screenplay.structure()`). Elements are separated by blank lines and forced
     (`!`, `@`, `.`, `>`) only where the plain form would parse as something else."""
     out: list[str] = []
     tp = screenplay.title_page.entries

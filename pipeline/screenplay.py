@@ -139,6 +139,10 @@ class Screenplay:
         """Scenes that have a heading (the leading heading-less scene, if any, left out)."""
         return tuple(s for s in self.scenes if s.heading is not None)
 
+    def structure(self) -> dict:
+        """`to_json()` without source line numbers: what a parse → emit → parse round trip must preserve."""
+        return _without_lines(self.to_json())
+
     def to_json(self) -> dict:
         """The stable JSON export documented in docs/fountain-json.md."""
         return {
@@ -153,6 +157,14 @@ class Screenplay:
                 for s in self.scenes
             ],
         }
+
+
+def _without_lines(obj):
+    if isinstance(obj, dict):
+        return {k: _without_lines(v) for k, v in obj.items() if k != "line"}
+    if isinstance(obj, list):
+        return [_without_lines(v) for v in obj]
+    return obj
 
 
 def element_json(e: Element) -> dict:
