@@ -26,7 +26,7 @@ from pipeline.config import Settings
 from pipeline.errors import RenderError
 from pipeline.keys import content_key, sha256_bytes
 
-FLOW_VERSION = "1"
+FLOW_VERSION = "2"  # 2: scene mixes apply device effects ("(on the radio)")
 
 # ------------------------------------------------------------------------------------------------ run spec
 
@@ -289,7 +289,7 @@ def render_scene_task(scene_key: str, scene: dict, jobs: list[dict], locks: dict
         raise SceneRenderError(label, failures, len(rendered), len(reused))
     lines = [MixLine(key=j.key, character=j.character, text=j.text, audio_path=store.path(j.key),
                      dual_group=j.dual_group, dual_side=j.dual_side, pause_before=j.pause_before,
-                     extension=j.extension) for j in line_jobs]
+                     extension=j.extension, effects=tuple(j.effects)) for j in line_jobs]
     mix = mix_scene(lines, Path(out_path), s, scene_index=scene["index"], heading=scene["heading"])
     emit("scene_done", scene=label, status="done")
     return {"scene": label, "index": scene["index"], "heading": scene["heading"], "key": scene_key,

@@ -19,6 +19,7 @@ import numpy as np
 from . import loudness as ld
 from .audio import read_audio, resample
 from .config import Settings
+from .effects import apply_effects
 from .errors import RenderError, SettingsError
 from .files import atomic_path
 
@@ -39,6 +40,7 @@ class MixLine:
     dual_side: int = 0  # 0 = left speech, 1 = right speech
     pause_before: float | None = None  # explicit extra pause (beat) from direction, seconds
     extension: str | None = None  # V.O., O.S. … (kept for future mixing)
+    effects: tuple[str, ...] = ()  # device treatments from parentheticals ("radio", "phone" …: pipeline.effects)
 
 
 class _SampleSpan:
@@ -264,7 +266,8 @@ def mix_scene(
 
     rate = settings.output.sample_rate
     channels = 2 if settings.output.stereo else 1
-    audio = [ld.normalise_line(_load_line(line, rate), rate, settings.loudness.line_lufs)[0] for line in lines]
+    audio = [ld.normalise_line(apply_effects(_load_line(line, rate), rate, line.effects), rate,
+                               settings.loudness.line_lufs)[0] for line in lines]
     placements, total = plan_scene(lines, [len(a) for a in audio], settings, rate)
     mix = np.zeros((total, channels))
     for pl in placements:

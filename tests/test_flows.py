@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flows.tasks import clear_engines
@@ -195,6 +196,17 @@ def test_full_render_preview_engine_speaks_every_line(tmp_path, script):
     for cue in cues["lines"]:  # every cue holds audible speech, and longer lines last longer than short ones
         seg = master[cue["start_sample"]: cue["end_sample"]]
         assert len(seg) > 0.3 * rate and rms_db(seg) > -45, cue
+    # OTTO's first speech is "(on the radio)": band-limited in the mix (little energy outside the radio band, where
+    # a male voice's fundamental and the sibilants lie); every other line keeps it.
+    def outside_band(cue):
+        seg = master[cue["start_sample"]: cue["end_sample"]]
+        spectrum, freqs = np.abs(np.fft.rfft(seg)) ** 2, np.fft.rfftfreq(len(seg), 1 / rate)
+        far_outside = (freqs < 200) | (freqs >= 6000)  # clear of the filters' skirts
+        return spectrum[far_outside].sum() / spectrum[(freqs >= 500) & (freqs < 2500)].sum()
+
+    radio = [c for c in cues["lines"] if c["character"] == "OTTO" and "Lighthouse, lighthouse" in c["text"]]
+    others = [outside_band(c) for c in cues["lines"] if c["character"] != "OTTO"]
+    assert len(radio) == 1 and outside_band(radio[0]) < 0.1 * min(others)
     clear_engines()
 
 

@@ -1,0 +1,49 @@
+"""Treatments for lines heard through a device, from parentheticals like "(on the radio)" (see pipeline.direction).
+
+Pure functions over mono float32 samples. Each effect is a band limit (Butterworth, zero state, so a line always
+sounds the same), after a soft saturation for two-way radio and intercom. Tags without a treatment pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# tag -> (high-pass Hz or None, low-pass Hz or None, saturation drive or 0)
+TREATMENTS: dict[str, tuple[float | None, float | None, float]] = {
+    "radio": (400.0, 3000.0, 2.5),
+    "phone": (300.0, 3400.0, 0.0),
+    "intercom": (250.0, 5000.0, 1.5),
+    "broadcast": (120.0, 8000.0, 0.0),
+    "muffled": (None, 1200.0, 0.0),
+}
+
+
+def _band_limit(x: np.ndarray, rate: int, low: float | None, high: float | None) -> np.ndarray:
+    from scipy.signal import butter, sosfilt
+
+    nyquist = rate / 2
+    if high is not None and high >= nyquist:
+        high = None
+    if low is not None and high is not None:
+        sos = butter(4, [low, high], btype="bandpass", fs=rate, output="sos")
+    elif low is not None:
+        sos = butter(4, low, btype="highpass", fs=rate, output="sos")
+    elif high is not None:
+        sos = butter(4, high, btype="lowpass", fs=rate, output="sos")
+    else:
+        return x
+    return sosfilt(sos, x)
+
+
+def apply_effects(samples: np.ndarray, rate: int, effects: tuple[str, ...] | list[str]) -> np.ndarray:
+    """`samples` with every known effect applied in order (float32, same length)."""
+    x = np.asarray(samples, dtype=np.float64)
+    for tag in effects:
+        if tag not in TREATMENTS or x.size == 0:
+            continue
+        low, high, drive = TREATMENTS[tag]
+        if drive:  # saturate first: the band limit then removes the harmonics the saturation adds
+            peak = float(np.max(np.abs(x))) or 1.0
+            x = np.tanh(drive * x / peak) / np.tanh(drive) * peak
+        x = _band_limit(x, rate, low, high)
+    return x.astype(np.float32)
