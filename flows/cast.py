@@ -1,8 +1,9 @@
 """The `cast` flow: parse → evidence → per character analyze → design → pick → lock, each a cached task.
 
 `cast_characters` holds the wiring and is shared with the render flow (which calls it inside its own run — a
-subflow would cost ≈1.2 s for nothing). It follows `pipeline.casting.cast_script` step by step: leads first (so
-minor voices are picked to differ from them), then the extras pool, then extras share pool voices.
+subflow would cost ≈1.2 s for nothing). It follows `pipeline.casting.cast_script` step by step and shares its
+pieces (`casting_order`, `character_description`, `extra_result`): leads first (so minor voices are picked to differ
+from them), then the extras pool, then extras share pool voices.
 
 Cache keys: analyze = `analysis.profile_key` (evidence digest + analyzer + overrides); design = description +
 seeds + sample text + design model; pick = audition digests + digests of the voices already cast + pin; lock =
@@ -13,7 +14,6 @@ evidence, so its analysis re-runs — but an unchanged description hits every la
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,12 @@ def _files_exist(*paths) -> bool:
 def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, force: bool = False) -> dict:
     """{character: {"result": CastResult JSON, "embedding": list | None}} in script order (see module doc)."""
     from pipeline.analysis import CharacterProfile
-    from pipeline.casting import assign_extras, audition_seeds, pool_profile, pool_voice_name
+    from pipeline.casting import (
+        CastResult, assign_extras, audition_seeds, casting_order, character_description, extra_result, pool_profile,
+        pool_voice_name,
+    )
     from pipeline.castfile import EMPTY_CAST
-    from pipeline.design import describe, design_model_id
+    from pipeline.design import design_model_id
 
     s = spec.settings
     castfile = castfile or EMPTY_CAST
@@ -64,13 +67,12 @@ def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, f
         profiles[name] = CharacterProfile.from_json(t_analyze(key, name, ev, overrides, spec))
 
     extras = assign_extras(evidences, castfile, s, profiles)
-    order = sorted((n for n in evidences if n not in extras),
-                   key=lambda n: (-evidences[n].line_count, list(evidences).index(n)))
+    order = casting_order(evidences, extras)
     cast: dict[str, dict] = {}
     embeddings: dict[str, list[float]] = {}
 
     def designed(name: str, profile: CharacterProfile, entry) -> dict:
-        description = (entry.description if entry is not None and entry.description else None) or describe(profile)
+        description = character_description(profile, entry)
         seeds = audition_seeds(profile.name, s, entry)
         dkey = content_key("design", FLOW_VERSION, {
             "character": name, "description": description, "seeds": seeds, "n": s.casting.auditions,
@@ -88,8 +90,6 @@ def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, f
             "audition": chosen["digest"], "ref_text": chosen["text"], "engine": engine_desc, "name": name,
             "language": s.render.language})
         locked = _with_outputs(t_lock, lambda r: _files_exist(r["lock_path"]), lkey, name, chosen, spec)
-        from pipeline.casting import CastResult
-
         result = CastResult(
             name=profile.name, profile=profile, description=description,
             auditions=tuple(_audition(a) for a in auditions), chosen=picked["index"], reason=picked["reason"],
@@ -118,16 +118,9 @@ def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, f
         pool[slot] = designed(pool_voice_name(slot), profile, None)
         if pool[slot]["embedding"] is not None:
             embeddings[profile.name] = pool[slot]["embedding"]
-    max_lines = castfile.extras_max_lines(s)
     for name, slot in extras.items():
-        from pipeline.casting import CastResult
-
-        base = CastResult.from_json(pool[slot]["result"])
-        n = evidences[name].line_count
-        why = ("extra = true in the cast file" if castfile.entry(name).extra else
-               f"{n} line{'s' if n != 1 else ''} (extras have at most {max_lines})")
-        result = replace(base, name=name, profile=profiles[name], source="extra", extra_voice=base.name,
-                         reason=f"extra, {why}: shares {base.name} (its pick: {base.reason})")
+        result = extra_result(CastResult.from_json(pool[slot]["result"]), name, profiles[name], evidences[name],
+                              castfile, s)
         cast[name] = {"result": result.to_json(), "embedding": pool[slot]["embedding"]}
     engine.release_design()
     return {name: cast[name] for name in evidences}

@@ -98,13 +98,18 @@ def check_audition_pin(entry: CastEntry | None, n: int) -> None:
         )
 
 
+def character_description(profile: CharacterProfile, entry: CastEntry | None) -> str:
+    """The cast file's pinned description, else `describe(profile)`."""
+    return (entry.description if entry is not None else None) or describe(profile)
+
+
 def design_character(engine, profile: CharacterProfile, settings, castentry: CastEntry | None,
                      out_dir: str | Path) -> tuple[str, list[Audition]]:
     """(description, auditions): the cast file's description or `describe(profile)`, spoken by N auditions."""
     entry = castentry or CastEntry(name=profile.name)
     n = settings.casting.auditions
     check_audition_pin(entry, n)
-    description = entry.description or describe(profile)
+    description = character_description(profile, entry)
     seeds = audition_seeds(profile.name, settings, entry)
     auditions = audition(engine, description, n, seeds, settings.casting.sample_text, out_dir, profile.name,
                          settings.render.language)
@@ -251,6 +256,23 @@ def assign_extras(evidences: Mapping[str, Evidence] | Iterable[Evidence], castfi
     return out
 
 
+def casting_order(evidences: Mapping[str, Evidence], extras: Mapping[str, int]) -> list[str]:
+    """Main-cast characters, most lines first (ties in script order): later, minor voices are picked to differ
+    from the leads."""
+    names = list(evidences)
+    return sorted((n for n in names if n not in extras), key=lambda n: (-evidences[n].line_count, names.index(n)))
+
+
+def extra_result(pool: CastResult, name: str, profile: CharacterProfile, evidence: Evidence, castfile: CastFile,
+                 settings) -> CastResult:
+    """An extra's result: the pool voice `pool` under the extra's own name and profile, saying why it shares it."""
+    n = evidence.line_count
+    why = ("extra = true in the cast file" if castfile.entry(name).extra else
+           f"{n} line{'s' if n != 1 else ''} (extras have at most {castfile.extras_max_lines(settings)})")
+    return replace(pool, name=name, profile=profile, source="extra", extra_voice=pool.name,
+                   reason=f"extra, {why}: shares {pool.name} (its pick: {pool.reason})")
+
+
 # --------------------------------------------------------------------------------------------- whole characters
 
 
@@ -304,8 +326,7 @@ def cast_script(screenplay, engine, settings, castfile: CastFile | None = None, 
     profiles = {name: analyze_character(ev, analyzer, castfile.entry(name).overrides())
                 for name, ev in evidences.items()}
     extras = assign_extras(evidences, castfile, settings, profiles)
-    order = sorted((n for n in evidences if n not in extras),
-                   key=lambda n: (-evidences[n].line_count, list(evidences).index(n)))
+    order = casting_order(evidences, extras)
     results: dict[str, CastResult] = {}
     embeddings: dict[str, np.ndarray] = {}
     for name in order:
@@ -321,14 +342,8 @@ def cast_script(screenplay, engine, settings, castfile: CastFile | None = None, 
         pool_results[slot] = result
         if emb is not None:
             embeddings[profile.name] = emb
-    max_lines = castfile.extras_max_lines(settings)
     for name, slot in extras.items():
-        pool = pool_results[slot]
-        n = evidences[name].line_count
-        why = ("extra = true in the cast file" if castfile.entry(name).extra else
-               f"{n} line{'s' if n != 1 else ''} (extras have at most {max_lines})")
-        results[name] = replace(pool, name=name, profile=profiles[name], source="extra", extra_voice=pool.name,
-                                reason=f"extra, {why}: shares {pool.name} (its pick: {pool.reason})")
+        results[name] = extra_result(pool_results[slot], name, profiles[name], evidences[name], castfile, settings)
     if release:
         engine.release_design()
     return {name: results[name] for name in evidences}
