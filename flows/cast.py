@@ -44,8 +44,8 @@ def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, f
     """{character: {"result": CastResult JSON, "embedding": list | None}} in script order (see module doc)."""
     from pipeline.analysis import CharacterProfile
     from pipeline.casting import (
-        CastResult, assign_extras, audition_seeds, casting_order, character_description, extra_result, pool_profile,
-        pool_voice_name,
+        CastResult, assign_extras, audition_seeds, casting_order, character_description, check_audition_pin,
+        extra_result, pool_profile, pool_voice_name,
     )
     from pipeline.castfile import EMPTY_CAST
     from pipeline.design import design_model_id
@@ -72,6 +72,8 @@ def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, f
     embeddings: dict[str, list[float]] = {}
 
     def designed(name: str, profile: CharacterProfile, entry) -> dict:
+        if entry is not None:
+            check_audition_pin(entry, s.casting.auditions)  # a bad pin fails before any engine call
         description = character_description(profile, entry)
         seeds = audition_seeds(profile.name, s, entry)
         dkey = content_key("design", FLOW_VERSION, {
@@ -83,6 +85,7 @@ def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, f
         pinned = entry.audition if entry is not None else None
         pkey = content_key("pick", FLOW_VERSION, {
             "auditions": [a["digest"] for a in auditions], "pinned": pinned, "engine": engine_desc,
+            "embedding": "reference",  # candidates embedded as their lock's reference (casting.audition_embeddings)
             "cast": {k: embedding_digest(v) for k, v in sorted(embeddings.items())}})
         picked = t_pick(pkey, name, auditions, dict(embeddings), pinned, spec)
         chosen = auditions[picked["index"]]

@@ -179,11 +179,11 @@ def design_task(key: str, character: str, description: str, seeds: list[int], sp
 def pick_task(key: str, character: str, auditions: list[dict], cast_embeddings: dict[str, list[float]],
               pinned: int | None, spec: RunSpec) -> dict:
     """Which audition keeps the cast most distinct (or the cast file's pin); returns index, reason, embedding."""
+    from pipeline.casting import audition_embeddings
     from pipeline.design import Audition, pick
 
     engine = get_engine(spec.engine, spec.settings, spec.models_dir)
-    auds = [Audition.from_json(a) for a in auditions]
-    embeddings = [engine.speaker_embedding(a.load()) for a in auds]
+    embeddings = audition_embeddings(engine, [Audition.from_json(a) for a in auditions])
     cast = {k: np.asarray(v, dtype=np.float32) for k, v in cast_embeddings.items()}
     index, reason = pick(embeddings, cast, pinned=pinned)
     chosen = embeddings[index]

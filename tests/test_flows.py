@@ -244,3 +244,14 @@ def test_cast_flow_extras_share_a_pool_voice(tmp_path, script, fake):
     assert otto["source"] == "extra" and otto["extra_voice"] == "EXTRAS POOL 1"
     assert "2 lines" in otto["pick_reason"] and Path(otto["lock_path"]).is_file()
     assert otto["lock_path"] not in {r["lock_path"] for n, r in rows.items() if n != "OTTO"}
+
+
+def test_cast_flow_rejects_a_missing_audition_pin_before_designing(tmp_path, script, fake):
+    from flows.cast import cast_flow
+    from pipeline.errors import CastFileError
+
+    cast_file = tmp_path / "cast.toml"
+    cast_file.write_text("[characters.MARGARET]\naudition = 9\n", encoding="utf-8")
+    with pytest.raises(CastFileError, match=r"MARGARET.*audition 9 does not exist"):
+        cast_flow(str(script), engine="fake", cast_file=str(cast_file))
+    assert fake.design_calls == 0
