@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import CastFileError, did_you_mean
+from .fountain import canonical_name
 
 GENDERS = ("male", "female", "nonbinary", "unknown")
 PROFILE_KEYS = ("gender", "age_range", "traits", "summary")
@@ -207,17 +208,17 @@ def load_cast_file(path: str | Path, characters: Iterable[str]) -> CastFile:
     for key in data:
         if key not in TOP_KEYS:
             raise CastFileError(f"{path}: unknown section [{key}].{did_you_mean(str(key), TOP_KEYS)}")
-    known = {c.upper(): c for c in characters}
+    known = {canonical_name(c): c for c in characters}
     raw_chars = data.get("characters", {})
     if not isinstance(raw_chars, dict):
         raise CastFileError(f"{path}: [characters] must hold one [characters.NAME] table per character.")
     entries: dict[str, CastEntry] = {}
     for written, raw in raw_chars.items():
-        name = known.get(str(written).upper().strip())
+        name = known.get(canonical_name(str(written)))  # the same folding as the script's cues
         if name is None:
             raise CastFileError(
                 f"{path}: [characters.{written}]: no speaking character of that name in the script."
-                f"{did_you_mean(str(written).upper(), known.values())}"
+                f"{did_you_mean(canonical_name(str(written)), known.values())}"
             )
         if name in entries:
             raise CastFileError(f"{path}: [characters.{written}]: {name} is listed twice. Keep one section.")

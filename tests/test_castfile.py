@@ -45,6 +45,13 @@ def test_names_match_case_insensitively_and_lock_paths_resolve_from_the_file(tmp
     assert cast.entry("MARGARET").lock == (tmp_path / "voices" / "m.lock.safetensors").resolve()
 
 
+def test_names_fold_like_the_scripts_cues(tmp_path):
+    """A curly apostrophe or doubled space in the cast file names the same character the parser canonicalised."""
+    path = write(tmp_path, '[characters."o’brien"]\nseed = 7\n[characters."MARY  ANN"]\nseed = 8\n')
+    cast = load_cast_file(path, ("O'BRIEN", "MARY ANN"))
+    assert cast.entry("O'BRIEN").seed == 7 and cast.entry("MARY ANN").seed == 8
+
+
 def test_yaml_is_accepted(tmp_path):
     path = write(tmp_path, "characters:\n  JUNE:\n    preset: vivian\n    instruct: Speak briskly.\n"
                            "    traits: sharp, tired\nextras:\n  pool: 0\n", "cast.yaml")
