@@ -16,7 +16,6 @@ folder mounted at the same path on every machine (`deploy.shared_root`): the lin
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -27,7 +26,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from pipeline.errors import RenderError, SettingsError
-from pipeline.files import atomic_write_json
+from pipeline.files import atomic_path, atomic_write_json
+from pipeline.keys import sha256_file
 
 FARM_REPORT = "farm-report.json"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -60,13 +60,10 @@ def stage_input(path: str | None, root: Path) -> str | None:
     src = Path(path).expanduser()
     if not src.is_file():
         raise SettingsError(f"{path}: no such file (farm input). Pass an existing file.")
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    dest = root / "inputs" / digest / src.name
+    dest = root / "inputs" / sha256_file(src)[:16] / src.name
     if not dest.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
     return str(dest)
 
 

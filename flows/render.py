@@ -60,10 +60,11 @@ def _run_scene(t_scene, spec: RunSpec, screenplay, index: int, jobs, locks: dict
     heading = screenplay.scenes[index].heading
     record = _scene_record(label, index, heading, jobs)
     out_path = scene_out_path(out_dir, label, s.output.format)
-    scene_key = content_key("scene", FLOW_VERSION, {
-        "lines": [j.to_json() for j in jobs], "assembly": assembly_payload(s), "out": str(out_path)})
+    lines = [j.to_json() for j in jobs]
+    scene_key = content_key("scene", FLOW_VERSION, {"lines": lines, "assembly": assembly_payload(s),
+                                                    "out": str(out_path)})
     voices = {j.voice_digest for j in jobs if j.voice_digest}
-    args = (scene_key, {"label": label, "index": index, "heading": heading}, [j.to_json() for j in jobs],
+    args = (scene_key, {"label": label, "index": index, "heading": heading}, lines,
             {d: locks[d] for d in voices if d in locks}, str(out_path), spec, force)
     state = t_scene(*args, return_state=True)
     if state.is_completed() and file_stat(state.result()["mix"]["path"]) != state.result().get("file_stat"):
@@ -174,8 +175,8 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
         master_note = "master not built: output.master = false"
     elif not records:
         master_note = "nothing to render: the script has no dialogue"
-    elif records:
-        mixes = [r for r in records]
+    else:
+        mixes = records
         title = screenplay.title_page.get("title") or spec.script_name
         mkey = content_key("master", FLOW_VERSION, {
             "scenes": [r["mix"] for r in mixes], "assembly": assembly_payload(s), "out": str(out), "title": title})

@@ -8,7 +8,6 @@ cue sheet and subtitles (pipeline.deliver) describe exactly what was written.
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from .config import Settings
 from .effects import apply_effects
 from .errors import RenderError, SettingsError
 from .files import atomic_path
+from .lock import slug
 
 BLOCK_FRAMES = 1 << 16  # frames per streamed block when building the master
 PCM_FORMATS = ("wav", "flac")
@@ -290,10 +290,6 @@ def mix_scene(
 # ---------------------------------------------------------------- master
 
 
-def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "master"
-
-
 def _master_formats(settings: Settings) -> tuple[list[str], list[str]]:
     wanted = [f.lower().lstrip(".") for f in settings.output.master_formats]
     unknown = [f for f in wanted if f not in PCM_FORMATS + COMPRESSED_FORMATS]
@@ -370,7 +366,7 @@ def assemble_master(
     cues = tuple(c.shifted(int(offsets[i])) for i, s in enumerate(scenes) for c in s.cues)
 
     out_dir = Path(out_dir)
-    name = _slug(title)
+    name = slug(title, "master")
     paths: dict[str, Path] = {}
     notes: list[str] = []
     first = out_dir / f"{name}.{pcm[0]}"

@@ -29,6 +29,12 @@ from .errors import VoiceLockError
 from .files import atomic_path
 
 LOCK_FORMAT_VERSION = 1
+
+# BCP-47 primary subtag -> the Qwen3-TTS language name (locks and settings speak BCP-47, the model its names).
+QWEN_LANGUAGES = {
+    "en": "english", "de": "german", "es": "spanish", "zh": "chinese", "ja": "japanese", "fr": "french",
+    "ko": "korean", "ru": "russian", "it": "italian", "pt": "portuguese",
+}
 KNOWN_FORMAT_VERSIONS = (1,)
 LockKind = Literal["clone", "preset", "preview", "instant"]
 KINDS = ("clone", "preset", "preview", "instant")
@@ -109,9 +115,9 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def slug(name: str) -> str:
-    """File-safe lowercase name: runs of anything but a-z/0-9 become "-"; "voice" if nothing is left."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "voice"
+def slug(name: str, default: str = "voice") -> str:
+    """File-safe lowercase name: runs of anything but a-z/0-9 become "-"; `default` if nothing is left."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or default
 
 
 def prepare_reference(audio: Audio, silence_s: float = 0.5, threshold_db: float = -45.0,

@@ -203,8 +203,9 @@ def render_missing(
     """
     started = time.perf_counter()
     unique = _unique(jobs)
-    reused = [] if force else [j for j in unique if store.has(j.key)]
-    todo = list(unique) if force else [j for j in unique if not store.has(j.key)]
+    present = set() if force else {j.key for j in unique if store.has(j.key)}  # one look-up per line
+    reused = [j for j in unique if j.key in present]
+    todo = [j for j in unique if j.key not in present]
     for j in reused:
         if on_line:
             on_line(j, "reused")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .audio import Audio, read_audio, write_audio
 from .errors import ReadthroughError
 from .files import atomic_write_json
+from .lock import now_iso
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*-[0-9a-f]{8,64}$")
 
@@ -103,7 +103,7 @@ class LineStore:
             retakes=int(meta.pop("retakes", 0)),
             seed=int(meta.pop("seed", 0)),
             engine=str(meta.pop("engine", "")),
-            created=str(meta.pop("created", "")) or _now(),
+            created=str(meta.pop("created", "")) or now_iso(),
             extra=meta or None,
         )
         path = write_audio(self.path(key), audio)  # audio first ...
@@ -118,6 +118,3 @@ class LineStore:
                 seen[k] = None
         return list(seen)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -29,7 +29,7 @@ import numpy as np
 from .audio import SAMPLE_RATE, Audio, resample
 from .errors import VoiceLockError
 from .files import atomic_path
-from .lock import N_CODEBOOKS, VoiceLock, check_lock, now_iso
+from .lock import N_CODEBOOKS, QWEN_LANGUAGES, VoiceLock, check_lock, now_iso
 
 VOX_VERSION = "0.4.0"
 ENGINE = "qwen3-tts"
@@ -42,8 +42,7 @@ MAX_ENTRY_BYTES = 512 * 1024 * 1024  # refuse absurd (zip-bomb) entries
 EXT = "readthrough"  # our extensions namespace: lock fields a .vox has no place for
 
 # Qwen3-TTS language names -> BCP-47 (clone prompts may record either)
-_QWEN_LANGUAGES = {"english": "en", "chinese": "zh", "japanese": "ja", "korean": "ko", "german": "de",
-                   "french": "fr", "russian": "ru", "portuguese": "pt", "spanish": "es", "italian": "it"}
+_QWEN_LANGUAGES = {name: tag for tag, name in QWEN_LANGUAGES.items()}
 
 
 @dataclass(frozen=True, eq=False)

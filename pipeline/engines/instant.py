@@ -9,13 +9,12 @@ It renders hundreds of lines a second, so flow overhead can be measured without 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from typing import Sequence
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE, Audio
-from ..lock import VoiceLock
+from ..lock import VoiceLock, now_iso
 from .base import RenderJob, RenderOutcome
 
 MODEL_ID = "instant-1"
@@ -88,7 +87,7 @@ class InstantEngine:
         params = self._params_from_audio(audio)
         return VoiceLock(
             name=name, kind="instant", engine=self.name, model_id=MODEL_ID, language=language, ref_text=ref_text,
-            description=description, seed=seed, created=_now(), params=params,
+            description=description, seed=seed, created=now_iso(), params=params,
         )
 
     def preset_lock(self, speaker: str, instruct: str | None, language: str = "en", *, name: str) -> VoiceLock:
@@ -96,7 +95,7 @@ class InstantEngine:
         params["instruct"] = instruct
         return VoiceLock(
             name=name, kind="instant", engine=self.name, model_id=MODEL_ID, language=language,
-            description=f"preset {speaker}", created=_now(), params=params,
+            description=f"preset {speaker}", created=now_iso(), params=params,
         )
 
     def speaker_embedding(self, audio: Audio) -> np.ndarray:
@@ -116,10 +115,6 @@ class InstantEngine:
 
     def release_design(self) -> None:
         pass
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def create(settings=None, models_dir=None) -> InstantEngine:

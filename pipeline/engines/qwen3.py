@@ -33,8 +33,9 @@ import numpy as np
 
 from ..audio import Audio, resample
 from ..errors import ModelError, SettingsError, VoiceLockError, did_you_mean
-from ..lock import VoiceLock, now_iso, prepare_reference
+from ..lock import QWEN_LANGUAGES, VoiceLock, now_iso, prepare_reference
 from .base import RenderJob, RenderOutcome
+from .guard import env_flag
 
 NAME = "qwen3"
 SAMPLE_RATE = 24_000
@@ -42,10 +43,7 @@ FRAMES_PER_SECOND = 12.5  # Qwen3-TTS 12 Hz codec
 MIN_EMBED_SAMPLES = SAMPLE_RATE // 2  # shorter clips are tiled up to this for the speaker encoder
 
 # BCP-47 primary language subtag -> the model's language names (it silently ignores "en").
-LANGUAGES = {
-    "en": "english", "de": "german", "es": "spanish", "zh": "chinese", "ja": "japanese", "fr": "french",
-    "ko": "korean", "ru": "russian", "it": "italian", "pt": "portuguese",
-}
+LANGUAGES = QWEN_LANGUAGES
 
 # Roles and the settings key each one comes from (named in error messages).
 ROLE_KEYS = {"voice_design": "models.voice_design", "base_final": "models.base_final",
@@ -159,7 +157,7 @@ def language_name(code: str) -> str:
 
 
 def _offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if env_flag("HF_HUB_OFFLINE"):
         return True
     with contextlib.suppress(Exception):
         from huggingface_hub import constants

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import EngineError, did_you_mean
 from . import engine_names
+from .guard import env_flag
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 AUTO = "auto"
 MODEL_SUBDIRS = ("base", "voice-design")  # what qwen3 needs in a --models DIR (custom-voice is optional)
 HUB_TIMEOUT_S = 1.0
-_TRUE = {"1", "true", "yes", "on"}
 
 
 def resolve_engine(settings: "Settings", models_dir: str | os.PathLike | None = None, *,
@@ -98,7 +98,7 @@ def _in_hf_cache(repo_id: str) -> bool:
 
 
 def _hub_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(env_flag(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _hub_reachable(repo_id: str, timeout: float = HUB_TIMEOUT_S) -> bool:
