@@ -49,17 +49,20 @@ def compare_task(golden: Golden, current: Golden, settings) -> RegressionReport:
     return compare(golden, current, settings.regression)
 
 
-def write_reports(report: RegressionReport, out_dir: Path, junit: str | None = None) -> dict[str, str]:
-    """JSON, JUnit XML and markdown beside the render (and the JUnit XML also at `junit`), atomically."""
+def write_reports(report: RegressionReport, out_dir: Path, junit: str | None = None,
+                  data: dict[str, Any] | None = None) -> tuple[dict[str, str], str]:
+    """JSON (`data`, else `report.to_dict()`), JUnit XML and markdown beside the render (and the JUnit XML also at
+    `junit`), atomically. Returns (the paths written, the markdown)."""
     paths = {"json": out_dir / REPORT_JSON, "junit": out_dir / JUNIT_XML, "markdown": out_dir / SUMMARY_MD}
     xml = to_junit_xml(report)
-    atomic_write_json(paths["json"], report.to_dict())
+    atomic_write_json(paths["json"], report.to_dict() if data is None else data)
     atomic_write_text(paths["junit"], xml)
-    atomic_write_text(paths["markdown"], to_markdown(report))
+    markdown = to_markdown(report)
+    atomic_write_text(paths["markdown"], markdown)
     if junit:
         paths["junit_copy"] = Path(junit)
         atomic_write_text(junit, xml)
-    return {k: str(v) for k, v in paths.items()}
+    return {k: str(v) for k, v in paths.items()}, markdown
 
 
 def _render_error_junit(script_name: str, message: str) -> str:
@@ -117,13 +120,14 @@ def regression_flow(script: str, out_dir: str, golden_dir: str | None = None, up
     if update:
         return _update(golden, current, spec, out, junit)
     report = compare_task(expected, current, spec.settings)
-    paths = write_reports(report, out, junit)
-    markdown = to_markdown(report)
-    _artifact(spec.script_name, markdown, summary_line(report))
-    result = {**report.to_dict(), "reports": paths, "golden": str(golden)}
-    logger.info(summary_line(report))
+    data = report.to_dict()
+    paths, markdown = write_reports(report, out, junit, data)
+    summary = summary_line(report)
+    _artifact(spec.script_name, markdown, summary)
+    result = {**data, "reports": paths, "golden": str(golden)}
+    logger.info(summary)
     if not report.ok:
-        return Failed(message=summary_line(report), data=RegressionFailed(summary_line(report), result))
+        return Failed(message=summary, data=RegressionFailed(summary, result))
     return result
 
 
@@ -139,7 +143,7 @@ def _update(golden: Path, current: Golden, spec, out: Path, junit: str | None) -
                               "scenes": len(current.scenes), "ok": True}
     if previous is not None:
         report = compare(previous, current, spec.settings.regression)
-        result["reports"] = write_reports(report, out, junit)
+        result["reports"], _ = write_reports(report, out, junit)
         result["changes"] = report.counts()
         markdown = to_markdown(report, title=f"# Audio regression goldens updated: {spec.script_name}\n\n`{path}`; "
                                "changes against the previous goldens (review them before committing):")

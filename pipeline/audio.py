@@ -37,6 +37,20 @@ class Audio:
         return h.hexdigest()
 
 
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None = None) -> np.ndarray:
+    """Triangular mel filters [n_mels, n_fft//2+1] (HTK mel scale, unit peak) from `fmin` to `fmax` (the Nyquist
+    frequency when None, and never above it). Small and dependency-free."""
+    top = sample_rate / 2 if fmax is None else min(fmax, sample_rate / 2)
+    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
+    hz = lambda m: 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)  # noqa: E731
+    edges = hz(np.linspace(mel(fmin), mel(top), n_mels + 2))
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None, :] - lo) / np.maximum(mid - lo, 1e-9)
+    falling = (hi - bins[None, :]) / np.maximum(hi - mid, 1e-9)
+    return np.clip(np.minimum(rising, falling), 0.0, None)
+
+
 def write_audio(path: str | Path, audio: Audio, subtype: str | None = None) -> Path:
     """Write WAV/FLAC atomically (format from the suffix). WAV defaults to float32, FLAC to 24-bit PCM."""
     import soundfile as sf

@@ -24,7 +24,9 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from . import loudness as ld
 from .audio import Audio, read_audio
+from .audio import mel_filterbank as _mel_filterbank
 from .config import RegressionSettings
 from .errors import RegressionError
 from .files import atomic_write_text
@@ -52,15 +54,8 @@ def _db(power: float) -> float:
 
 
 def mel_filterbank(sample_rate: int, n_fft: int = _N_FFT, n_mels: int = N_MELS, fmin: float = _FMIN) -> np.ndarray:
-    """Triangular mel filters [n_mels, n_fft//2+1] (HTK mel scale, unit peak). Small and dependency-free."""
-    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
-    hz = lambda m: 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)  # noqa: E731
-    edges = hz(np.linspace(mel(fmin), mel(sample_rate / 2), n_mels + 2))
-    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins[None, :] - lo) / np.maximum(mid - lo, 1e-9)
-    falling = (hi - bins[None, :]) / np.maximum(hi - mid, 1e-9)
-    return np.clip(np.minimum(rising, falling), 0.0, None)
+    """Triangular mel filters [n_mels, n_fft//2+1] from `fmin` to Nyquist (`pipeline.audio.mel_filterbank`)."""
+    return _mel_filterbank(sample_rate, n_fft, n_mels, fmin)
 
 
 def mean_log_mel(audio: Audio, n_mels: int = N_MELS) -> tuple[float, ...]:
@@ -86,19 +81,22 @@ def mean_log_mel(audio: Audio, n_mels: int = N_MELS) -> tuple[float, ...]:
     return tuple(_db(float(p)) for p in mean)
 
 
+def _floor(value: float) -> float:
+    """A level in dB rounded to 0.01, DB_FLOOR for anything lower or not finite (silence is -inf)."""
+    return round(max(DB_FLOOR, value), 2) if math.isfinite(value) else DB_FLOOR
+
+
 def integrated_loudness(audio: Audio) -> float:
     """Integrated loudness (LUFS, BS.1770 via pyloudnorm). A clip shorter than one 400 ms gating block is measured
     on a loop of itself (same mean square, same spectrum); silence gives DB_FLOOR."""
-    import pyloudnorm
-
     x = audio.samples.astype(np.float64)
     if len(x) == 0 or not np.any(x):
         return DB_FLOOR
     need = int(math.ceil(_LOUDNESS_MIN_S * audio.sample_rate)) + 1
     if len(x) < need:
         x = np.tile(x, need // len(x) + 1)
-    value = pyloudnorm.Meter(audio.sample_rate).integrated_loudness(x)
-    return round(max(DB_FLOOR, float(value)), 2) if math.isfinite(value) else DB_FLOOR
+    value = ld.measure_lufs(x, audio.sample_rate)
+    return DB_FLOOR if value is None else _floor(value)
 
 
 @dataclass(frozen=True)
@@ -115,12 +113,10 @@ class AudioMeasures:
 
 def measure(audio: Audio) -> AudioMeasures:
     x = audio.samples.astype(np.float64)
-    ms = float(np.mean(x * x)) if len(x) else 0.0
-    peak = float(np.max(np.abs(x))) if len(x) else 0.0
     return AudioMeasures(
         duration=round(audio.duration, 4),
-        rms_db=_db(ms),
-        peak_db=_db(peak * peak),
+        rms_db=_floor(ld.rms_db(x)),
+        peak_db=_floor(ld.sample_peak_db(x)),
         loudness=integrated_loudness(audio),
         mel_db=mean_log_mel(audio),
         digest=audio.digest(),
@@ -154,11 +150,17 @@ class LineFingerprint:
         return line_id(self.scene, self.character, self.ordinal)
 
     def to_dict(self) -> dict[str, Any]:
-        return _line_to_dict(self)
+        d = asdict(self)
+        d["id"] = self.id
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LineFingerprint":
-        return _line_from_dict(data)
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in data.items() if k in names}
+        d["audio"] = _measures_from_dict(d["audio"])
+        d["xvector"] = tuple(d["xvector"]) if d.get("xvector") is not None else None
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,19 @@ class SceneFingerprint:
     timings: tuple[tuple[str, float, float], ...] = ()  # (line id, start, end) in script order
 
     def to_dict(self) -> dict[str, Any]:
-        return _scene_to_dict(self)
+        d = asdict(self)
+        d["timings"] = [list(t) for t in self.timings]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SceneFingerprint":
-        return _scene_from_dict(data)
+        return cls(
+            index=int(data["index"]),
+            heading=data.get("heading", ""),
+            file=data.get("file"),
+            audio=_measures_from_dict(data.get("audio")),
+            timings=tuple((str(i), float(s), float(e)) for i, s, e in data.get("timings", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -202,8 +212,8 @@ class Golden:
             script=data["script"],
             engine=dict(data.get("engine") or {}),
             version=int(data["version"]),
-            scenes=tuple(_scene_from_dict(s) for s in data["scenes"]),
-            lines=tuple(_line_from_dict(x) for x in data["lines"]),
+            scenes=tuple(SceneFingerprint.from_dict(s) for s in data["scenes"]),
+            lines=tuple(LineFingerprint.from_dict(x) for x in data["lines"]),
         )
 
 
@@ -211,36 +221,6 @@ def _measures_from_dict(d: dict | None) -> AudioMeasures | None:
     if d is None:
         return None
     return AudioMeasures(**{**d, "mel_db": tuple(d["mel_db"])})
-
-
-def _line_to_dict(line: LineFingerprint) -> dict[str, Any]:
-    d = asdict(line)
-    d["id"] = line.id
-    return d
-
-
-def _line_from_dict(d: dict[str, Any]) -> LineFingerprint:
-    names = {f.name for f in fields(LineFingerprint)}
-    d = {k: v for k, v in d.items() if k in names}
-    d["audio"] = _measures_from_dict(d["audio"])
-    d["xvector"] = tuple(d["xvector"]) if d.get("xvector") is not None else None
-    return LineFingerprint(**d)
-
-
-def _scene_to_dict(scene: SceneFingerprint) -> dict[str, Any]:
-    d = asdict(scene)
-    d["timings"] = [list(t) for t in scene.timings]
-    return d
-
-
-def _scene_from_dict(d: dict[str, Any]) -> SceneFingerprint:
-    return SceneFingerprint(
-        index=int(d["index"]),
-        heading=d.get("heading", ""),
-        file=d.get("file"),
-        audio=_measures_from_dict(d.get("audio")),
-        timings=tuple((str(i), float(s), float(e)) for i, s, e in d.get("timings", ())),
-    )
 
 
 def fingerprint_line(

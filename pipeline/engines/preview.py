@@ -35,9 +35,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, Audio, resample
+from ..audio import SAMPLE_RATE, Audio, mel_filterbank, resample
 from ..errors import CastFileError, EngineError, did_you_mean
-from ..lock import VoiceLock
+from ..lock import VoiceLock, now_iso
 from .base import RenderJob, RenderOutcome
 
 INSTALL_HINT = "pip install 'readthrough[preview]' (or install the espeak-ng program so it is on PATH)"
@@ -68,7 +68,6 @@ _MALE_WORDS = {
     "grandpa", "brother", "son", "king", "prince", "masculine", "uncle", "nephew", "guy", "sir", "mr", "patriarch",
     "waiter", "boyfriend", "widower", "priest", "monk", "hero", "tenor", "baritone", "bass",
 }
-_CHILD_WORDS = {"child", "children", "kid", "kids", "toddler", "little", "boy", "girl", "childlike", "infant"}
 _TEEN_WORDS = {"teen", "teens", "teenage", "teenager", "adolescent", "youth", "youthful", "juvenile"}
 _YOUNG_WORDS = {"young", "younger", "twenties", "student"}
 _OLD_WORDS = {
@@ -433,15 +432,6 @@ def load_backend():
 # ---------------------------------------------------------------- speaker embedding (proxy)
 
 
-def _mel_filters(n_fft: int, rate: int, n_mels: int = 40, fmin: float = 60.0, fmax: float = 8000.0) -> np.ndarray:
-    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
-    hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
-    edges = hz(np.linspace(mel(fmin), mel(min(fmax, rate / 2)), n_mels + 2))
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    return np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
-
-
 def timbre_vector(audio: Audio, n_mfcc: int = 20) -> np.ndarray:
     """A cheap, deterministic timbre vector: mean and spread of MFCCs 1..n-1 over the voiced frames, unit length.
 
@@ -457,7 +447,7 @@ def timbre_vector(audio: Audio, n_mfcc: int = 20) -> np.ndarray:
     power = np.abs(np.fft.rfft(frames, n_fft)) ** 2
     energy = power.sum(axis=1)
     voiced = energy > energy.max() * 1e-4 if energy.max() > 0 else np.ones(n, bool)
-    logmel = np.log(power[voiced] @ _mel_filters(n_fft, SAMPLE_RATE).T + 1e-10)
+    logmel = np.log(power[voiced] @ mel_filterbank(SAMPLE_RATE, n_fft, 40, 60.0, 8000.0).T + 1e-10)
     k = np.arange(logmel.shape[1])
     dct = np.cos(np.pi / logmel.shape[1] * (k[None, :] + 0.5) * np.arange(n_mfcc)[:, None])
     mfcc = (logmel @ dct.T)[:, 1:]
@@ -481,9 +471,6 @@ class PreviewEngine:
     def model_id(self) -> str:
         return f"espeak-ng {self.backend.version}"
 
-    params_for = staticmethod(params_for)
-    preset_params = staticmethod(preset_params)
-
     def describe(self) -> dict:
         return {"engine": self.name, "model": self.model_id, "model_id": self.model_id}
 
@@ -505,7 +492,7 @@ class PreviewEngine:
         return VoiceLock(
             name=name, kind="preview", engine=self.name, model_id=self.model_id, language=language,
             ref_text=ref_text, ref_audio=resample(audio, SAMPLE_RATE).samples, description=description, seed=seed,
-            created=_now_iso(), params=params_for(description, 0 if seed is None else seed, language),
+            created=now_iso(), params=params_for(description, 0 if seed is None else seed, language),
         )
 
     def preset_lock(self, speaker: str, instruct: str | None, language: str = "en", *, name: str) -> VoiceLock:
@@ -514,7 +501,7 @@ class PreviewEngine:
         return VoiceLock(
             name=name, kind="preview", engine=self.name, model_id=self.model_id, language=language,
             ref_text=PRESET_SAMPLE_TEXT, ref_audio=sample.samples, description=f"preset {params['preset']}"
-            + (f" ({instruct})" if instruct else ""), created=_now_iso(), params=params,
+            + (f" ({instruct})" if instruct else ""), created=now_iso(), params=params,
         )
 
     def speaker_embedding(self, audio: Audio) -> np.ndarray:
@@ -551,16 +538,6 @@ class PreviewEngine:
 
     def release_design(self) -> None:
         """Nothing to free: design and render share the synthesizer."""
-
-
-def _now_iso() -> str:
-    try:
-        from ..lock import now_iso
-    except ImportError:  # older lock module
-        from datetime import datetime, timezone
-
-        return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return now_iso()
 
 
 def create(settings=None, models_dir=None) -> PreviewEngine:
