@@ -54,7 +54,8 @@ def child_mix(work: Path, n_lines: int, line_seconds: float) -> dict:
 
 
 def child_master(work: Path) -> dict:
-    from pipeline.assemble import SceneMixResult, assemble_master
+    from pipeline.assemble import assemble_master
+    from pipeline.timeline import SceneMixResult
     from pipeline.config import Settings
 
     scenes = [SceneMixResult.from_dict(d) for d in json.loads((work / "scenes.json").read_text())]

@@ -39,7 +39,8 @@ def _fixed_length(engine, lock, texts, frames: int, batch: int) -> dict:
     """Both modes through model.batch_generate with EOS disabled: every line is exactly `frames` frames."""
     import mlx.core as mx
 
-    from pipeline.engines.qwen3 import language_name, on_mlx_thread
+    from pipeline.mlx_runtime import on_mlx_thread
+    from pipeline.languages import language_name
 
     def run():
         model = engine.model("base")
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
 
     from pipeline.config import load_settings
     from pipeline.engines import create_engine
-    from pipeline.engines.tiny import make_tiny_models
+    from pipeline.testing.tiny import make_tiny_models
 
     with tempfile.TemporaryDirectory() as tmp:
         models = args.models or Path(tmp) / "tiny"

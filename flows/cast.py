@@ -42,7 +42,7 @@ def _files_exist(*paths) -> bool:
 
 def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, force: bool = False) -> dict:
     """{character: {"result": CastResult JSON, "embedding": list | None}} in script order (see module doc)."""
-    from pipeline.analysis import CharacterProfile
+    from pipeline.analysis.profile import CharacterProfile
     from pipeline.casting import (
         CastResult, assign_extras, audition_seeds, casting_order, character_description, check_audition_pin,
         extra_result, pool_profile, pool_voice_name,
@@ -58,7 +58,7 @@ def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, f
     t_analyze, t_design, t_pick, t_lock, t_pinned = (
         configured(t, spec, force) for t in (analyze_task, design_task, pick_task, lock_task, pinned_voice_task))
 
-    from pipeline.analysis import profile_key
+    from pipeline.analysis.profile import profile_key
 
     profiles: dict[str, CharacterProfile] = {}
     for name, ev in evidences.items():

@@ -23,10 +23,9 @@ from prefect.states import Failed
 from flows.reporting import artifact_key
 from pipeline.errors import RegressionError, RenderError
 from pipeline.files import atomic_write_json, atomic_write_text
-from pipeline.regression import (
-    Golden, RegressionFailed, RegressionReport, compare, default_golden_dir, fingerprint_render, load_golden,
-    save_golden, summary_line, to_junit_xml, to_markdown,
-)
+from pipeline.regression.compare import RegressionFailed, RegressionReport, compare
+from pipeline.regression.golden import Golden, default_golden_dir, fingerprint_render, load_golden, save_golden
+from pipeline.regression.report import summary_line, to_junit_xml, to_markdown
 
 REPORT_JSON = "regression-report.json"
 JUNIT_XML = "regression-junit.xml"

@@ -27,11 +27,8 @@ from flows.tasks import (
     parse_task, render_scene_task,
 )
 from pipeline.errors import RenderError, SettingsError
-from pipeline.files import atomic_write_json
 from pipeline.keys import content_key
-
-REPORT_NAME = "render-report.json"
-
+from pipeline.render_report import REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, save_render_report
 
 def assembly_payload(settings) -> dict:
     """Settings that change a scene mix or the master (and so their keys)."""
@@ -157,11 +154,10 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
                 progress.advance()
             progress.advance(0, force=True)
     except Exception as e:  # the run stops before any scene result: still leave a report saying why
-        atomic_write_json(out / report_name, {
-            "script": str(Path(script).resolve()), "script_name": spec.script_name, "status": "failed",
-            "error": f"{type(e).__name__}: {e}", "engine": {"name": spec.engine, "reason": reason},
-            "counts": {"lines": 0, "rendered": 0, "reused": 0, "failed": 0}, "scenes": [], "failed_lines": [],
-            "outputs": {}, "started": started_at, "wall_seconds": round(time.perf_counter() - started, 3)})
+        save_render_report(out / report_name, RenderReport(
+            script=str(Path(script).resolve()), script_name=spec.script_name, status="failed",
+            error=f"{type(e).__name__}: {e}", engine={"name": spec.engine, "reason": reason},
+            started=started_at, wall_seconds=round(time.perf_counter() - started, 3)))
         raise
 
     failed = [r for r in records if r["status"] == "failed"]
@@ -191,24 +187,26 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
             master_error = f"master failed: {type(e).__name__}: {e}"
             master_note = master_error
 
-    counts = {"lines": sum(r["lines"] for r in records), "rendered": sum(r["rendered"] for r in records),
-              "reused": sum(r["reused"] for r in records), "failed": sum(r["failed"] for r in records)}
-    report = {
-        "script": str(Path(script).resolve()), "script_name": spec.script_name,
-        "title": screenplay.title_page.get("title"),
-        "engine": {**engine_desc, "name": spec.engine, "reason": reason},
-        "counts": counts,
-        "status": "failed" if failed or master_error else "completed",
-        "scenes": [{k: v for k, v in r.items() if k != "mix"} for r in records],
-        "failed_lines": [f for r in records for f in r["failed_lines"]],
-        "outputs": outputs, "master_note": master_note,
-        "cast": {name: {"lock_path": item["result"]["lock_path"], "lock_digest": item["result"]["lock_digest"]}
-                 for name, item in cast.items()},
-        "audio_seconds": round(sum(r["duration"] for r in records), 3),
-        "started": started_at, "wall_seconds": round(time.perf_counter() - started, 3),
-        "line_store": str(spec.store_root), "force": force, "scenes_requested": list(scenes or []),
-    }
-    atomic_write_json(out / report_name, report)  # farm shards pass their own name (flows/farm.py)
+    scene_records = [SceneRecord.model_validate({k: v for k, v in r.items() if k != "mix"}) for r in records]
+    counts = Counts(lines=sum(r.lines for r in scene_records), rendered=sum(r.rendered for r in scene_records),
+                    reused=sum(r.reused for r in scene_records), failed=sum(r.failed for r in scene_records))
+    typed = RenderReport(
+        script=str(Path(script).resolve()), script_name=spec.script_name,
+        title=screenplay.title_page.get("title"),
+        engine={**engine_desc, "name": spec.engine, "reason": reason},
+        counts=counts,
+        status="failed" if failed or master_error else "completed",
+        scenes=scene_records,
+        failed_lines=[f for r in scene_records for f in r.failed_lines],
+        outputs=outputs, master_note=master_note,
+        cast={name: CastRecord(lock_path=item["result"]["lock_path"], lock_digest=item["result"]["lock_digest"])
+              for name, item in cast.items()},
+        audio_seconds=round(sum(r.duration for r in scene_records), 3),
+        started=started_at, wall_seconds=round(time.perf_counter() - started, 3),
+        line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
+    )
+    save_render_report(out / report_name, typed)  # farm shards pass their own name (flows/farm.py)
+    report = typed.to_json()
     outputs_artifact(report)
     emit("done", report=report)
     if failed:

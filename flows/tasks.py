@@ -206,7 +206,7 @@ def lock_task(key: str, character: str, audition: dict, spec: RunSpec) -> dict:
 @task(name="pinned-voice", task_run_name="pinned voice {character}", cache_key_fn=_param_key("key"), **_CACHED)
 def pinned_voice_task(key: str, character: str, profile: dict, entry, spec: RunSpec) -> dict:
     """A cast-file lock/.vox or preset voice: the CastResult JSON plus the voice's embedding."""
-    from pipeline.analysis import CharacterProfile
+    from pipeline.analysis.profile import CharacterProfile
     from pipeline.casting import cast_character
 
     engine = get_engine(spec.engine, spec.settings, spec.models_dir)
@@ -300,7 +300,8 @@ def render_scene_task(scene_key: str, scene: dict, jobs: list[dict], locks: dict
 @task(name="assemble-master", cache_key_fn=_param_key("master_key"), **_CACHED)
 def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, spec: RunSpec) -> dict:
     """Master file(s) with chapters, cue sheet, subtitles and labels from the scene mixes."""
-    from pipeline.assemble import SceneMixResult, assemble_master
+    from pipeline.assemble import assemble_master
+    from pipeline.timeline import SceneMixResult
     from pipeline.deliver import write_deliverables
 
     s = spec.settings

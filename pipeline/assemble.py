@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from . import deliver
 from . import loudness as ld
 from .audio import read_audio, resample
 from .config import Settings
 from .effects import apply_effects
 from .errors import RenderError, SettingsError
-from .files import atomic_path
-from .lock import slug
+from .files import atomic_path, slug
+from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
 
 BLOCK_FRAMES = 1 << 16  # frames per streamed block when building the master
 PCM_FORMATS = ("wav", "flac")
@@ -41,116 +42,6 @@ class MixLine:
     pause_before: float | None = None  # explicit extra pause (beat) from direction, seconds
     extension: str | None = None  # V.O., O.S. … (kept for future mixing)
     effects: tuple[str, ...] = ()  # device treatments from parentheticals ("radio", "phone" …: pipeline.effects)
-
-
-class _SampleSpan:
-    """start/end in seconds, derived from integer sample positions (the single source of timing truth)."""
-
-    start_sample: int
-    end_sample: int
-    sample_rate: int
-
-    @property
-    def start(self) -> float:
-        return self.start_sample / self.sample_rate
-
-    @property
-    def end(self) -> float:
-        return self.end_sample / self.sample_rate
-
-
-@dataclass(frozen=True)
-class Cue(_SampleSpan):
-    """Where one line sits in a file: [start_sample, end_sample) at sample_rate. start/end are derived seconds."""
-
-    key: str
-    character: str
-    text: str
-    start_sample: int
-    end_sample: int
-    sample_rate: int
-    scene_index: int
-    heading: str | None = None
-    extension: str | None = None
-    dual_group: int | None = None
-
-    def shifted(self, frames: int) -> "Cue":
-        return replace(self, start_sample=self.start_sample + frames, end_sample=self.end_sample + frames)
-
-    def to_dict(self) -> dict:
-        return {
-            "key": self.key, "character": self.character, "text": self.text, "start_sample": self.start_sample,
-            "end_sample": self.end_sample, "sample_rate": self.sample_rate, "scene_index": self.scene_index,
-            "heading": self.heading, "extension": self.extension, "dual_group": self.dual_group,
-        }  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Cue":
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class SceneMixResult:
-    path: Path
-    duration: float
-    sample_rate: int
-    cues: tuple[Cue, ...]
-    frames: int = 0
-    channels: int = 1
-    scene_index: int = 0
-    heading: str | None = None
-    loudness: ld.LoudnessReport | None = None
-
-    @property
-    def n_frames(self) -> int:
-        return self.frames or round(self.duration * self.sample_rate)
-
-    def to_dict(self) -> dict:
-        """JSON-able form (e.g. a sidecar or a task result); loudness is kept as plain numbers."""
-        return {
-            "path": str(self.path), "duration": self.duration, "sample_rate": self.sample_rate,
-            "frames": self.n_frames, "channels": self.channels, "scene_index": self.scene_index,
-            "heading": self.heading, "cues": [c.to_dict() for c in self.cues],
-            "loudness": None if self.loudness is None else {
-                k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in vars(self.loudness).items()
-            },  # strict JSON: -inf (silence) is stored as null
-        }  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SceneMixResult":
-        loud = d.get("loudness")
-        return cls(
-            Path(d["path"]), d["duration"], d["sample_rate"], tuple(Cue.from_dict(c) for c in d["cues"]),
-            d.get("frames", 0), d.get("channels", 1), d.get("scene_index", 0), d.get("heading"),
-            ld.LoudnessReport(**{k: -math.inf if v is None and k != "lufs" else v for k, v in loud.items()})
-            if loud else None,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Chapter(_SampleSpan):
-    index: int  # scene index
-    title: str
-    start_sample: int
-    end_sample: int
-    sample_rate: int
-
-
-@dataclass(frozen=True)
-class MasterResult:
-    path: Path  # the first PCM master written (wav or flac)
-    paths: dict[str, Path]  # every master file written, by format
-    title: str
-    duration: float
-    frames: int
-    sample_rate: int
-    channels: int
-    chapters: tuple[Chapter, ...]
-    cues: tuple[Cue, ...]  # master-relative
-    lufs: float | None
-    true_peak_db: float
-    gain_db: float  # the one gain applied to the scenes while streaming
-    notes: tuple[str, ...] = field(default=())  # formats skipped and why
 
 
 # ---------------------------------------------------------------- pause model
@@ -278,7 +169,7 @@ def mix_scene(
     with atomic_path(path) as tmp:
         sf.write(str(tmp), mixed[:, 0] if channels == 1 else mixed, rate, **_sf_args(settings.output.format))
     cues = tuple(
-        Cue(
+        TimedLine(
             lines[pl.index].key, lines[pl.index].character, lines[pl.index].text, pl.start, pl.start + pl.frames,
             rate, scene_index, heading, lines[pl.index].extension, lines[pl.index].dual_group,
         )  # fmt: skip
@@ -338,8 +229,6 @@ def assemble_master(
     """Concatenate scene files into the master (streamed block by block, never all in memory), normalised with
     one gain measured in a first streaming pass, with chapter markers at scene starts. Writes
     out_dir/<slug(title)>.<fmt> for each of settings.output.master_formats; m4b/mp3 only when ffmpeg is found."""
-    from . import deliver
-
     if not scenes:
         raise RenderError("No scenes to assemble: the script has no dialogue to render.")
     rate, channels, frames = _scene_frames(scenes)
@@ -394,8 +283,6 @@ def assemble_master(
 def _write_pcm_master(path, sources, channels, rate, gain, fmt, chapters, total, title, notes) -> None:
     """Stream `sources` × gain into a temp file, add chapter markers, then rename over `path`."""
     import soundfile as sf
-
-    from . import deliver
 
     with atomic_path(path) as tmp:
         with sf.SoundFile(str(tmp), "w", rate, channels, **_sf_args(fmt)) as f:

@@ -21,7 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .analysis import Analyzer, CharacterProfile, FieldEvidence, apply_overrides, make_analyzer
+from .analysis import make_analyzer
+from .analysis.profile import Analyzer, CharacterProfile, FieldEvidence, apply_overrides
 from .audio import Audio
 from .castfile import EMPTY_CAST, CastEntry, CastFile
 from .design import Audition, audition, describe, pick

@@ -13,34 +13,13 @@ import subprocess
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
-from .assemble import Chapter, Cue, MasterResult, SceneMixResult
+from .timeline import Chapter, MasterResult, SceneMixResult, Timeline, TimedLine, timeline_cues
 from .errors import RenderError
 from .files import atomic_path, atomic_write_json, atomic_write_text
 
-Timeline = Union[MasterResult, SceneMixResult, Sequence[SceneMixResult], Sequence[Cue]]
 SUBTITLE_WIDTH = 42  # characters per subtitle row (a common broadcast limit); wrapping never changes timing
-
-
-# ---------------------------------------------------------------- timelines
-
-
-def timeline_cues(source: Timeline) -> tuple[Cue, ...]:
-    """Master-relative cues from a MasterResult, one scene, scenes in master order (offsets = their lengths, as
-    assemble_master concatenates them), or cues already on one timeline."""
-    if isinstance(source, MasterResult):
-        return source.cues
-    if isinstance(source, SceneMixResult):
-        return source.cues
-    items = list(source)
-    if items and isinstance(items[0], SceneMixResult):
-        out, offset = [], 0
-        for scene in items:
-            out.extend(c.shifted(offset) for c in scene.cues)
-            offset += scene.n_frames
-        return tuple(out)
-    return tuple(items)
 
 
 def _scene_spans(source: Timeline) -> list[dict]:
@@ -104,7 +83,7 @@ def write_cue_sheet(path: str | Path, source: Timeline) -> Path:
     return atomic_write_json(path, {"title": title, "sample_rate": rate, "scenes": scenes, "lines": lines})
 
 
-def _label(c: Cue) -> str:
+def _label(c: TimedLine) -> str:
     return f"{c.character}: {c.text}"
 
 
@@ -112,7 +91,7 @@ def _wrap(text: str) -> str:
     return "\n".join(textwrap.wrap(" ".join(text.split()), SUBTITLE_WIDTH)) or "…"
 
 
-def _ordered(source: Timeline) -> list[Cue]:
+def _ordered(source: Timeline) -> list[TimedLine]:
     return sorted(timeline_cues(source), key=lambda c: (c.start_sample, c.end_sample))
 
 

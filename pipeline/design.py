@@ -21,12 +21,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .analysis import CharacterProfile
+from .analysis.profile import CharacterProfile
 from .audio import Audio, read_audio, write_audio
 from .config import CastingSettings
-from .files import atomic_write_json
+from .files import atomic_write_json, slug
 from .keys import content_key
-from .lock import slug
 
 AUDITION_VERSION = "1"
 MAX_DESCRIPTION_WORDS = 40
@@ -60,7 +59,7 @@ def _age_words(profile: CharacterProfile) -> tuple[str, str]:
 
 
 def _first_sentence(text: str) -> str:
-    from .analysis import split_sentences
+    from .analysis.heuristic import split_sentences
 
     parts = split_sentences(text)
     return parts[0] if parts else ""

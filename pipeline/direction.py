@@ -72,7 +72,7 @@ _SPLIT = re.compile(r"\s*(?:[,;:]|\.\s|\s+-+\s+|\s+then\s+|\s+and\s+)\s*")
 
 
 @dataclass(frozen=True)
-class Cue:
+class ParentheticalDirection:
     """What one parenthetical says."""
 
     instructs: tuple[str, ...] = ()
@@ -98,11 +98,11 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
-def read_parenthetical(text: str) -> Cue:
+def read_parenthetical(text: str) -> ParentheticalDirection:
     """Classify one parenthetical, clause by clause ("beat, then quietly" = a pause and an instruct)."""
     whole = _clean(text)
     if not whole or IGNORED.match(whole):
-        return Cue()
+        return ParentheticalDirection()
     effects = tuple(dict.fromkeys(tag for pat, tag in EFFECTS if re.search(pat, whole)))
     instructs: list[str] = []
     pause = 0.0
@@ -122,7 +122,7 @@ def read_parenthetical(text: str) -> Cue:
             notes.append(clause)
     if effects:  # stage business is kept as a note too, so a reader sees what was written
         notes.insert(0, whole)
-    return Cue(tuple(instructs), pause, effects, tuple(dict.fromkeys(notes)))
+    return ParentheticalDirection(tuple(instructs), pause, effects, tuple(dict.fromkeys(notes)))
 
 
 def direct_dialogue(dialogue: Dialogue, beat: float = 0.8, max_instructs: int = 2) -> list[PartDirection]:

@@ -1,10 +1,13 @@
-"""Atomic file writes: write to a temp file in the same folder, fsync, then rename. Nothing is half-written."""
+"""Writing files: atomic writes (temp file in the same folder, fsync, rename; nothing is half-written), file-safe
+names (`slug`) and the timestamp stamped into what we write (`now_iso`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -50,3 +53,13 @@ def atomic_write_json(path: str | os.PathLike, value, indent: int = 2) -> Path:
     import json
 
     return atomic_write_text(path, json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO 8601 with whole seconds and a "Z" (e.g. 2026-11-29T05:40:00Z)."""
+    return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def slug(name: str, default: str = "voice") -> str:
+    """File-safe lowercase name: runs of anything but a-z/0-9 become "-"; `default` if nothing is left."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or default

@@ -45,7 +45,7 @@ from .screenplay import (
     Transition,
 )
 
-__all__ = ["parse_fountain", "read_script", "speech_text", "emit_fountain", "canonical_name", "parse_cue", "Cue",
+__all__ = ["parse_fountain", "read_script", "speech_text", "emit_fountain", "canonical_name", "parse_cue", "CharacterCue",
            "MAX_LINE_CHARS"]
 
 MAX_LINE_CHARS = 20_000  # a "line" longer than this is not a screenplay (minified blob, binary dump)
@@ -113,7 +113,7 @@ def read_script(path) -> Screenplay:
 
 
 @dataclass(frozen=True)
-class Cue:
+class CharacterCue:
     """A character cue split into its parts: `@McCLANE (V.O.) (CONT'D) ^`."""
 
     cue: str  # as written, without `@` and `^`
@@ -123,7 +123,7 @@ class Cue:
     forced: bool
 
 
-def parse_cue(text: str) -> Cue:
+def parse_cue(text: str) -> CharacterCue:
     """Split a cue line (any validity) into name, extension, dual caret and forcing `@`."""
     s = text.strip()
     forced = s.startswith("@")
@@ -136,7 +136,7 @@ def parse_cue(text: str) -> Cue:
     name = (s if cut < 0 else s[:cut]).strip()
     exts = [] if cut < 0 else [g.strip() for g in _PAREN_GROUP_RE.findall(s[cut:])]
     exts = [g for g in exts if g and not _CONTD_RE.fullmatch(g)]
-    return Cue(cue=s, name=name, extension=" ".join(exts) or None, dual=dual, forced=forced)
+    return CharacterCue(cue=s, name=name, extension=" ".join(exts) or None, dual=dual, forced=forced)
 
 
 def _is_auto_cue(s: str) -> bool:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import struct
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,15 +24,10 @@ import numpy as np
 
 from .audio import Audio
 from .errors import VoiceLockError
-from .files import atomic_path
+from .files import atomic_path, slug
 
 LOCK_FORMAT_VERSION = 1
 
-# BCP-47 primary subtag -> the Qwen3-TTS language name (locks and settings speak BCP-47, the model its names).
-QWEN_LANGUAGES = {
-    "en": "english", "de": "german", "es": "spanish", "zh": "chinese", "ja": "japanese", "fr": "french",
-    "ko": "korean", "ru": "russian", "it": "italian", "pt": "portuguese",
-}
 KNOWN_FORMAT_VERSIONS = (1,)
 LockKind = Literal["clone", "preset", "preview", "instant"]
 KINDS = ("clone", "preset", "preview", "instant")
@@ -105,19 +98,6 @@ class VoiceLock:
             h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
             h.update(a.tobytes())
         return h.hexdigest()
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def now_iso() -> str:
-    """Current UTC time as ISO 8601 with whole seconds and a "Z" (e.g. 2026-11-29T05:40:00Z)."""
-    return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def slug(name: str, default: str = "voice") -> str:
-    """File-safe lowercase name: runs of anything but a-z/0-9 become "-"; `default` if nothing is left."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or default
 
 
 def prepare_reference(audio: Audio, silence_s: float = 0.5, threshold_db: float = -45.0,

@@ -15,8 +15,7 @@ from typing import Any
 
 from .audio import Audio, read_audio, write_audio
 from .errors import ReadthroughError
-from .files import atomic_write_json
-from .lock import now_iso
+from .files import atomic_write_json, now_iso
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*-[0-9a-f]{8,64}$")
 

@@ -28,8 +28,9 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, Audio, resample
 from .errors import VoiceLockError
-from .files import atomic_path
-from .lock import N_CODEBOOKS, QWEN_LANGUAGES, VoiceLock, check_lock, now_iso
+from .files import atomic_path, now_iso
+from .languages import QWEN_LANGUAGES
+from .lock import N_CODEBOOKS, VoiceLock, check_lock
 
 VOX_VERSION = "0.4.0"
 ENGINE = "qwen3-tts"

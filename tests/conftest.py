@@ -39,7 +39,7 @@ def sample_script() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     """DIR with base/, voice-design/, custom-voice/ tiny random Qwen3-TTS checkpoints (real mlx-audio loading)."""
-    from pipeline.engines.tiny import make_tiny_models
+    from pipeline.testing.tiny import make_tiny_models
 
     root = tmp_path_factory.mktemp("tiny-models")
     make_tiny_models(root)
@@ -50,6 +50,14 @@ def tiny_models(tmp_path_factory) -> Path:
 def _isolated_home(tmp_path, monkeypatch):
     """Each test gets its own READTHROUGH_HOME so no test reads another's line store or locks."""
     monkeypatch.setenv("READTHROUGH_HOME", str(tmp_path / "readthrough-home"))
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that starts the Prefect test server (the `prefect_harness` fixture) is in the `prefect` lane, so
+    the fast lane (`-m "not prefect and not server"`) can never start one by accident."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.prefect)
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,8 @@ import json
 
 import pytest
 
-from pipeline.analysis import (
-    CharacterProfile,
-    HeuristicAnalyzer,
-    apply_overrides,
-    parse_age_note,
-    profile_key,
-)
+from pipeline.analysis.heuristic import HeuristicAnalyzer, parse_age_note
+from pipeline.analysis.profile import CharacterProfile, apply_overrides, profile_key
 from pipeline.evidence import Evidence, Introduction
 
 A = HeuristicAnalyzer()

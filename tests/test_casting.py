@@ -168,7 +168,7 @@ MINOR = {
 
 
 def test_assign_extras_is_deterministic_and_matches_gender():
-    from pipeline.analysis import HeuristicAnalyzer
+    from pipeline.analysis.heuristic import HeuristicAnalyzer
 
     profiles = {n: HeuristicAnalyzer().analyze(e) for n, e in MINOR.items()}
     extras = assign_extras(MINOR, None, SETTINGS, profiles)  # max_lines 1, pool 3 (male, female, male)

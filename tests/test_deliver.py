@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 from audio_fixtures import RATE, line, runs
 
-from pipeline.assemble import Chapter, Cue, assemble_master, mix_scene
+from pipeline.assemble import assemble_master, mix_scene
+from pipeline.timeline import Chapter, TimedLine
 from pipeline.config import Settings
 from pipeline.deliver import (
     add_flac_chapters,
@@ -28,7 +29,7 @@ from pipeline.deliver import (
 
 
 def cue(start, end, character="MARGARET", text="Hello there.", scene=0, key="k"):
-    return Cue(key, character, text, start, end, RATE, scene, "INT. HALL - NIGHT")
+    return TimedLine(key, character, text, start, end, RATE, scene, "INT. HALL - NIGHT")
 
 
 def test_srt_format_and_millisecond_rounding(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fakes_casting import VectorEngine, one_hot
-from pipeline.analysis import CharacterProfile
+from pipeline.analysis.profile import CharacterProfile
 from pipeline.audio import read_audio
 from pipeline.design import (
     MAX_DESCRIPTION_WORDS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.direction import Cue, direct_dialogue, instruct_for, read_parenthetical
+from pipeline.direction import ParentheticalDirection, direct_dialogue, instruct_for, read_parenthetical
 from pipeline.screenplay import Dialogue, DialoguePart
 
 
@@ -32,7 +32,7 @@ def test_delivery_instructs(text, instruct):
     ("(a moment)", 1.0), ("(short beat)", 0.5),
 ])
 def test_pauses(text, beats):
-    assert read_parenthetical(text) == Cue(pause=beats)
+    assert read_parenthetical(text) == ParentheticalDirection(pause=beats)
 
 
 def test_stage_business_is_effect_and_note():
@@ -44,9 +44,9 @@ def test_stage_business_is_effect_and_note():
 
 
 def test_unknown_kept_as_note_only():
-    assert read_parenthetical("(to June)") == Cue(notes=("to june",))
-    assert read_parenthetical("(cont'd)") == Cue()
-    assert read_parenthetical("()") == Cue()
+    assert read_parenthetical("(to June)") == ParentheticalDirection(notes=("to june",))
+    assert read_parenthetical("(cont'd)") == ParentheticalDirection()
+    assert read_parenthetical("()") == ParentheticalDirection()
 
 
 def test_compound_clause():

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from fakes_casting import QueueClient
-from pipeline.analysis import CharacterProfile, HeuristicAnalyzer, LLMAnalyzer, MlxLmClient, build_prompt
+from pipeline.analysis.heuristic import HeuristicAnalyzer
+from pipeline.analysis.llm import LLMAnalyzer, MlxLmClient, build_prompt
+from pipeline.analysis.profile import CharacterProfile
 from pipeline.errors import ModelError
 from pipeline.evidence import Evidence, Introduction
 

@@ -19,12 +19,11 @@ from pipeline.lock import (
     list_locks,
     load_lock,
     lock_path,
-    now_iso,
     prepare_reference,
     read_header,
     save_lock,
-    slug,
 )
+from pipeline.files import now_iso, slug
 
 MODEL = "mlx-community/Qwen3-TTS-12Hz-1.7B-Base-bf16"
 

@@ -11,10 +11,12 @@ import pytest
 from pipeline.audio import Audio
 from pipeline.config import load_settings
 from pipeline.engines import create_engine
+from pipeline import mlx_runtime
 from pipeline.engines import qwen3
 from pipeline.engines.base import RenderJob
-from pipeline.engines.tiny import PRESET_SPEAKERS
+from pipeline.testing.tiny import PRESET_SPEAKERS
 from pipeline.errors import ModelError, SettingsError, VoiceLockError
+from pipeline.languages import language_name
 from pipeline.lock import load_lock, save_lock
 
 pytestmark = pytest.mark.tiny
@@ -99,7 +101,7 @@ def test_lock_render_is_bit_identical_to_mlx_audio_generate(engine, clone_lock, 
                                     top_p=s.top_p, repetition_penalty=s.repetition_penalty))
         return np.array(parts[0].audio), parts[0].token_count
 
-    ref_audio, ref_tokens = qwen3.on_mlx_thread(reference)
+    ref_audio, ref_tokens = mlx_runtime.on_mlx_thread(reference)
     assert out.tokens == ref_tokens
     assert np.array_equal(out.audio.samples, ref_audio)
 
@@ -130,12 +132,12 @@ def test_forced_runaway_retakes_then_fails_clearly(engine, clone_lock):
         model.config.talker_config.codec_eos_token_id = value
         return old
 
-    vocab = qwen3.on_mlx_thread(lambda: engine.model("base").config.talker_config.vocab_size)
-    old = qwen3.on_mlx_thread(set_eos, vocab)  # EOS can never be sampled: every take runs to max_tokens
+    vocab = mlx_runtime.on_mlx_thread(lambda: engine.model("base").config.talker_config.vocab_size)
+    old = mlx_runtime.on_mlx_thread(set_eos, vocab)  # EOS can never be sampled: every take runs to max_tokens
     try:
         outcomes = engine.render(clone_lock, _jobs("Hi.", seed=500))
     finally:
-        qwen3.on_mlx_thread(set_eos, old)
+        mlx_runtime.on_mlx_thread(set_eos, old)
     [o] = outcomes
     assert not o.ok and o.audio is None
     assert o.retakes == 2 and o.seed == 502
@@ -174,15 +176,15 @@ def test_model_without_speech_tokenizer_is_refused(tiny_models, tmp_path):
     shutil.copytree(tiny_models / "base", broken)
     shutil.rmtree(broken / "speech_tokenizer")
     with pytest.raises(ModelError, match="without its speech tokenizer"):
-        qwen3.on_mlx_thread(qwen3.load_model, str(broken), "base_final", 1.5)
-    assert str(broken.resolve()) not in qwen3._MODELS
+        mlx_runtime.on_mlx_thread(mlx_runtime.load_model, str(broken), "base_final", 1.5)
+    assert str(broken.resolve()) not in mlx_runtime._MODELS
 
 
 def test_offline_hub_id_not_cached_says_how_to_fetch(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(ModelError) as e:
-        qwen3.resolve_model("mlx-community/Not-A-Real-Model-bf16", "models.base_final")
+        mlx_runtime.resolve_model("mlx-community/Not-A-Real-Model-bf16", "models.base_final")
     msg = str(e.value)
     assert "mlx-community/Not-A-Real-Model-bf16" in msg and "offline" in msg
     assert "huggingface-cli download mlx-community/Not-A-Real-Model-bf16" in msg
@@ -190,31 +192,31 @@ def test_offline_hub_id_not_cached_says_how_to_fetch(tmp_path, monkeypatch):
 
 
 def test_memory_check_names_model_and_smaller_alternative(tiny_models, monkeypatch):
-    monkeypatch.setattr(qwen3, "available_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(mlx_runtime, "available_memory_bytes", lambda: 1000)
     model_id = "mlx-community/Qwen3-TTS-12Hz-1.7B-Base-bf16"
     with pytest.raises(ModelError) as e:
-        qwen3.check_memory(tiny_models / "base", model_id, "base_final", 1.5)
+        mlx_runtime.check_memory(tiny_models / "base", model_id, "base_final", 1.5)
     msg = str(e.value)
     assert model_id in msg and "draft" in msg and "Qwen3-TTS-12Hz-1.7B-Base-8bit" in msg
-    monkeypatch.setattr(qwen3, "available_memory_bytes", lambda: 10**12)
-    qwen3.check_memory(tiny_models / "base", model_id, "base_final", 1.5)
+    monkeypatch.setattr(mlx_runtime, "available_memory_bytes", lambda: 10**12)
+    mlx_runtime.check_memory(tiny_models / "base", model_id, "base_final", 1.5)
 
 
 def test_language_names():
-    assert qwen3.language_name("en") == "english"
-    assert qwen3.language_name("en-GB") == "english"
-    assert qwen3.language_name("pt_BR") == "portuguese"
-    assert qwen3.language_name("ZH") == "chinese"
-    assert qwen3.language_name("german") == "german"
+    assert language_name("en") == "english"
+    assert language_name("en-GB") == "english"
+    assert language_name("pt_BR") == "portuguese"
+    assert language_name("ZH") == "chinese"
+    assert language_name("german") == "german"
     with pytest.raises(SettingsError, match="Available"):
-        qwen3.language_name("xx")
+        language_name("xx")
 
 
 def test_mlx_runs_on_one_thread_whoever_calls(engine, audition):
     seen, results = [], []
 
     def work():
-        seen.append(qwen3.on_mlx_thread(threading.get_ident))
+        seen.append(mlx_runtime.on_mlx_thread(threading.get_ident))
         results.append(engine.speaker_embedding(audition))
 
     threads = [threading.Thread(target=work) for _ in range(3)]
@@ -247,9 +249,9 @@ def test_release_design_drops_the_model(tiny_models):
     eng = create_engine("qwen3", _settings(), tiny_models)
     eng.design("A bright young voice", "Hi there.", [1])
     key = str((tiny_models / "voice-design").resolve())
-    assert key in qwen3._MODELS
+    assert key in mlx_runtime._MODELS
     eng.release_design()
-    assert key not in qwen3._MODELS
+    assert key not in mlx_runtime._MODELS
 
 
 def test_describe_names_engine_and_models(engine, tiny_models):

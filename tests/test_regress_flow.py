@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from pipeline.regression import GOLDEN_FILE, RegressionFailed, load_golden
+from pipeline.regression.compare import RegressionFailed
+from pipeline.regression.golden import GOLDEN_FILE, load_golden
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "data" / "golden" / "sample"

@@ -15,20 +15,10 @@ from pipeline.config import RegressionSettings
 from pipeline.errors import RegressionError
 from pipeline.files import atomic_write_json
 from pipeline.keys import content_key
-from pipeline.regression import (
-    DB_FLOOR,
-    Golden,
-    compare,
-    fingerprint_render,
-    integrated_loudness,
-    load_golden,
-    mean_log_mel,
-    measure,
-    mel_filterbank,
-    save_golden,
-    to_junit_xml,
-    to_markdown,
-)
+from pipeline.regression.compare import compare
+from pipeline.regression.golden import Golden, fingerprint_render, load_golden, save_golden
+from pipeline.regression.measure import DB_FLOOR, integrated_loudness, mean_log_mel, measure, mel_filterbank
+from pipeline.regression.report import to_junit_xml, to_markdown
 
 SR = 16_000
 

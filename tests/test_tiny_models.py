@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.engines import tiny
+from pipeline.testing import tiny
 from pipeline.errors import ModelError
 
 pytestmark = pytest.mark.tiny

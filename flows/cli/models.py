@@ -24,7 +24,7 @@ def command(directory: Path, real_codec: bool):
       readthrough render data/sample.fountain -o out/ --engine qwen3 --models /tmp/tiny
       readthrough make-tiny-models /tmp/tiny-real --real-codec
     """
-    from pipeline.engines.tiny import make_tiny_models
+    from pipeline.testing.tiny import make_tiny_models
 
     out = make_tiny_models(directory, fast_codec=not real_codec)
     for kind, folder in out.items():

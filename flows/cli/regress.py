@@ -46,7 +46,7 @@ def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engi
       readthrough regress my.fountain --golden goldens/my --settings ci.toml --cast my.cast.toml -o out/my
     """
     from flows.regress import regression_flow
-    from pipeline.regression import RegressionFailed
+    from pipeline.regression.compare import RegressionFailed
 
     state = regression_flow(
         str(script), str(out_dir), golden_dir=str(golden) if golden else None, update=update, engine=engine,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -139,7 +138,8 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
     click.echo(f"Engine: {name} — {reason}")
 
     from flows.reporting import listen, quiet_prefect_console
-    from flows.render import REPORT_NAME, render_flow
+    from flows.render import render_flow
+    from pipeline.render_report import REPORT_NAME, load_render_report
 
     quiet_prefect_console(verbose)
     started = time.perf_counter()
@@ -157,7 +157,7 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
             raise RenderError(f"The render flow ended {state.name}: {state.message}. Rerun with --verbose for "
                               "Prefect's log.")
     report_path = Path(out_dir) / REPORT_NAME
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_render_report(report_path).to_json()
     for line in summary_lines(report, wall):
         click.echo(line)
     if exc is None:

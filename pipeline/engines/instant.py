@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, Audio
-from ..lock import VoiceLock, now_iso
+from ..files import now_iso
+from ..lock import VoiceLock
 from .base import RenderJob, RenderOutcome
 
 MODEL_ID = "instant-1"

@@ -37,7 +37,8 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, Audio, mel_filterbank, resample
 from ..errors import CastFileError, EngineError, did_you_mean
-from ..lock import VoiceLock, now_iso
+from ..files import now_iso
+from ..lock import VoiceLock
 from .base import RenderJob, RenderOutcome
 
 INSTALL_HINT = "pip install 'readthrough[preview]' (or install the espeak-ng program so it is on PATH)"

@@ -432,7 +432,7 @@ def _check_round_trip(what: str, expected: dict[str, np.ndarray], back) -> None:
         raise ModelError(
             f"Tiny {what} weights do not survive mlx-audio's sanitize (missing {missing[:3]}, unexpected "
             f"{extra[:3]}, changed {bad[:3]}). The installed mlx-audio changed its weight layout; update "
-            f"pipeline/engines/tiny.py (made for mlx-audio 0.6.2)."
+            f"pipeline/testing/tiny.py (made for mlx-audio 0.6.2)."
         )
 
 

@@ -1,77 +1,16 @@
-"""Character analysis: Evidence -> CharacterProfile (gender, age range, traits, summary), each field with its
-confidence and the snippets it came from.
-
-Two analyzers share one protocol:
-- `HeuristicAnalyzer` works offline from the script alone (pronouns and gendered words near the introduction and in
-  action mentions, the intro's age note, the intro's describing words and recurring parentheticals);
-- `LLMAnalyzer` asks a local mlx-lm model for a JSON-only answer, validates it against the profile schema, asks once
-  more to repair an invalid answer, then falls back to the heuristic analyzer with a warning.
-
-Cast-file overrides are applied on top of either (`apply_overrides`); `profile_key` is the profile's content key.
-"""
+"""The offline analyzer: a profile from the script's own words (pronouns and gendered words near the introduction
+and in action mentions, the intro's age note, the intro's describing words and recurring parentheticals)."""
 
 from __future__ import annotations
 
-import json
 import re
-import warnings
-from typing import Any, Literal, Mapping, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .evidence import Evidence
-from .keys import content_key
+from ..evidence import Evidence
 
-PROFILE_VERSION = "1"
+from .profile import CharacterProfile, FieldEvidence, Gender
+
 HEURISTIC_VERSION = "1"
-Gender = Literal["male", "female", "nonbinary", "unknown"]
-PROFILE_FIELDS = ("gender", "age_range", "traits", "summary")
-
-
-class FieldEvidence(BaseModel):
-    """How sure an analyzer is of one field (0..1) and the text snippets that support it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    confidence: float = Field(0.0, ge=0.0, le=1.0)
-    evidence: tuple[str, ...] = ()
-
-
-class CharacterProfile(BaseModel):
-    """What the script says about one character. JSON round-trips through `to_json` / `from_json`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    name: str
-    gender: Gender = "unknown"
-    age_range: tuple[int, int] | None = None
-    traits: tuple[str, ...] = ()
-    summary: str = ""
-    field_evidence: dict[str, FieldEvidence] = Field(default_factory=dict)
-    analyzer: str = ""
-
-    @field_validator("age_range")
-    @classmethod
-    def _ordered_age(cls, v):
-        if v is not None and not (0 <= v[0] <= v[1] <= 120):
-            raise ValueError(f"age_range must be two ages 0..120, low first; got {list(v)}")
-        return v
-
-    def confidence(self, field: str) -> float:
-        fe = self.field_evidence.get(field)
-        return fe.confidence if fe else 0.0
-
-    def to_json(self) -> dict:
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "CharacterProfile":
-        return cls.model_validate(data)
-
-
-@runtime_checkable
-class Analyzer(Protocol):
-    id: str  # goes into the profile's content key: change it when the analyzer's behaviour changes
-
-    def analyze(self, evidence: Evidence) -> CharacterProfile: ...
 
 
 # --------------------------------------------------------------------------------------------- word lists
@@ -175,7 +114,7 @@ def _words(text: str) -> list[str]:
     return [w.lower().strip("'’") for w in _MINUTE.findall(text)]
 
 
-def _snip(text: str, limit: int = 120) -> str:
+def snip(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -317,7 +256,7 @@ def _gender(evidence: Evidence) -> tuple[Gender, FieldEvidence]:
     for w in _words(appositive):
         for kind, lex in (("male", _MALE_WORDS), ("female", _FEMALE_WORDS), ("nonbinary", _NONBINARY_WORDS)):
             if w in lex:
-                vote(kind, 2.0, f"introduced as {w!r}: {_snip(appositive, 80)!r}")
+                vote(kind, 2.0, f"introduced as {w!r}: {snip(appositive, 80)!r}")
     texts = ([("introduction", evidence.introduction.text)] if evidence.introduction else []) + [
         ("action", t) for t in evidence.action_mentions
     ]
@@ -327,10 +266,10 @@ def _gender(evidence: Evidence) -> tuple[Gender, FieldEvidence]:
             continue
         for w in _words(window):
             if w in _MALE_PRONOUNS:
-                vote("male", 1.0 if where == "introduction" else 0.6, f"{w!r} after the name in {where}: {_snip(window)!r}")
+                vote("male", 1.0 if where == "introduction" else 0.6, f"{w!r} after the name in {where}: {snip(window)!r}")
                 break
             if w in _FEMALE_PRONOUNS:
-                vote("female", 1.0 if where == "introduction" else 0.6, f"{w!r} after the name in {where}: {_snip(window)!r}")
+                vote("female", 1.0 if where == "introduction" else 0.6, f"{w!r} after the name in {where}: {snip(window)!r}")
                 break
     if not any(votes.values()):
         first = evidence.name.split()[0].lower() if evidence.name.split() else ""
@@ -416,7 +355,7 @@ def _age(evidence: Evidence) -> tuple[tuple[int, int] | None, FieldEvidence]:
                 note = "".join(g for g in m.groups() if g)
                 rng = parse_age_note(note)
                 if rng:
-                    return rng, FieldEvidence(confidence=0.75, evidence=(_snip(m.group(0)),))
+                    return rng, FieldEvidence(confidence=0.75, evidence=(snip(m.group(0)),))
     word_sources = [("name", evidence.name)] + [("introduction", t) for t in texts]
     for where, text in word_sources:
         ws = _words(text)
@@ -424,7 +363,7 @@ def _age(evidence: Evidence) -> tuple[tuple[int, int] | None, FieldEvidence]:
             if w == "young" and i + 1 < len(ws) and ws[i + 1] in ("boy", "girl", "child", "kid"):
                 return (6, 12), FieldEvidence(confidence=0.5, evidence=(f"{where}: 'young {ws[i + 1]}'",))
             if w in _AGE_WORDS:
-                return _AGE_WORDS[w], FieldEvidence(confidence=0.5, evidence=(f"{where}: {w!r} in {_snip(text, 80)!r}",))
+                return _AGE_WORDS[w], FieldEvidence(confidence=0.5, evidence=(f"{where}: {w!r} in {snip(text, 80)!r}",))
     return None, FieldEvidence(confidence=0.0, evidence=())
 
 
@@ -492,7 +431,7 @@ def _traits(evidence: Evidence) -> tuple[tuple[str, ...], FieldEvidence]:
                 if " ".join(ws) not in traits:
                     traits.append(" ".join(ws))
     if traits:
-        snippets.append(f"introduction: {_snip(', '.join(phrases), 100)!r}")
+        snippets.append(f"introduction: {snip(', '.join(phrases), 100)!r}")
     # Parentheticals that recur (at least twice and in a tenth of the lines) and name a temperament:
     # "(angrily)" x5 -> angry. Stage business ("closer", "beat") and one-offs are ignored.
     counts: dict[str, int] = {}
@@ -534,7 +473,7 @@ def _summary(evidence: Evidence) -> tuple[str, FieldEvidence]:
     os_ = sum(1 for e in evidence.extensions if e and e.upper().replace(" ", "") in ("O.S.", "O.C.", "OS"))
     if appositive:
         first = appositive[0].upper() + appositive[1:].rstrip(".") + "."
-        evid = (f"introduction: {_snip(evidence.introduction.text)!r}",)  # type: ignore[union-attr]
+        evid = (f"introduction: {snip(evidence.introduction.text)!r}",)  # type: ignore[union-attr]
         confidence = 0.7
     else:
         first = f"{display_name(evidence)}, a character with {presence}."
@@ -566,201 +505,3 @@ class HeuristicAnalyzer:
             field_evidence={"gender": g_ev, "age_range": a_ev, "traits": t_ev, "summary": s_ev},
             analyzer=self.id,
         )
-
-
-# --------------------------------------------------------------------------------------------- LLM analyzer
-
-
-class LLMClient(Protocol):
-    def complete(self, prompt: str) -> str: ...
-
-
-class _LLMAnswer(BaseModel):
-    """The JSON an LLM must answer with."""
-
-    model_config = ConfigDict(extra="forbid")
-    gender: Gender
-    age_range: tuple[int, int] | None
-    traits: list[str] = Field(max_length=8)
-    summary: str = Field(min_length=1, max_length=400)
-    confidence: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("age_range")
-    @classmethod
-    def _ordered(cls, v):
-        if v is not None and not (0 <= v[0] <= v[1] <= 120):
-            raise ValueError("age_range must be [low, high] with 0 <= low <= high <= 120")
-        return v
-
-    @field_validator("confidence")
-    @classmethod
-    def _unit(cls, v):
-        for k, c in v.items():
-            if k not in PROFILE_FIELDS or not 0 <= c <= 1:
-                raise ValueError(f"confidence keys are {PROFILE_FIELDS} with values 0..1; got {k}={c}")
-        return v
-
-
-_SCHEMA_TEXT = (
-    '{"gender": "male" | "female" | "nonbinary" | "unknown", "age_range": [low, high] or null, '
-    '"traits": [up to 8 short words about temperament and voice], "summary": "one or two sentences", '
-    '"confidence": {"gender": 0..1, "age_range": 0..1, "traits": 0..1, "summary": 0..1}}'
-)
-
-
-def build_prompt(evidence: Evidence, max_lines: int = 12) -> str:
-    """The analysis prompt: the character's introduction, action mentions, parentheticals and some lines."""
-    intro = evidence.introduction.text if evidence.introduction else "(none)"
-    parts = [
-        "You are casting voices for an audio read-through of a screenplay.",
-        f"Describe the character {evidence.name} from the evidence below.",
-        f"Introduction: {intro}",
-        "Action lines mentioning them:\n" + "\n".join(f"- {_snip(t, 200)}" for t in evidence.action_mentions[:8]),
-        "Parentheticals: " + ", ".join(f"({p})" for p in evidence.parentheticals[:12]),
-        "Some of their lines:\n" + "\n".join(f"- {_snip(t, 200)}" for t in evidence.lines[:max_lines]),
-        f"Answer with ONLY one JSON object, no prose, exactly this shape: {_SCHEMA_TEXT}",
-    ]
-    return "\n\n".join(parts)
-
-
-def extract_json(text: str) -> Any:
-    """The first JSON object in `text` (models often wrap it in ``` fences or add prose)."""
-    start = text.find("{")
-    if start < 0:
-        raise ValueError("no JSON object in the answer")
-    obj, _ = json.JSONDecoder().raw_decode(text[start:])
-    return obj
-
-
-class LLMAnalyzer:
-    """Profiles from a local LLM. Invalid answer -> one repair prompt -> heuristic fallback with a warning."""
-
-    def __init__(self, client: LLMClient, model_id: str, fallback: Analyzer | None = None):
-        self.client = client
-        self.model_id = model_id
-        self.fallback = fallback or HeuristicAnalyzer()
-        self.id = f"llm-{PROFILE_VERSION}:{model_id}"
-
-    def _parse(self, answer: str) -> _LLMAnswer:
-        return _LLMAnswer.model_validate(extract_json(answer))
-
-    def analyze(self, evidence: Evidence) -> CharacterProfile:
-        prompt = build_prompt(evidence)
-        answer = self.client.complete(prompt)
-        try:
-            parsed = self._parse(answer)
-        except (ValueError, ValidationError) as first_error:
-            repair = (
-                f"{prompt}\n\nYour previous answer was invalid ({_snip(str(first_error), 300)}):\n{_snip(answer, 600)}"
-                f"\n\nReply again with ONLY the JSON object."
-            )
-            answer = self.client.complete(repair)
-            try:
-                parsed = self._parse(answer)
-            except (ValueError, ValidationError) as second_error:
-                warnings.warn(
-                    f"LLM {self.model_id} gave no valid profile for {evidence.name} after one repair "
-                    f"({_snip(str(second_error), 200)}); using the heuristic analyzer instead.",
-                    stacklevel=2,
-                )
-                return self.fallback.analyze(evidence)
-        source = f"llm {self.model_id}"
-        fe = {f: FieldEvidence(confidence=parsed.confidence.get(f, 0.6), evidence=(source,)) for f in PROFILE_FIELDS}
-        return CharacterProfile(
-            name=evidence.name, gender=parsed.gender, age_range=parsed.age_range,
-            traits=tuple(t.strip() for t in parsed.traits if t.strip()), summary=parsed.summary.strip(),
-            field_evidence=fe, analyzer=self.id,
-        )
-
-
-class MlxLmClient:
-    """`complete(prompt)` through mlx-lm. The model loads on first use (mlx-lm is an optional extra)."""
-
-    def __init__(self, model_id_or_path: str, max_tokens: int = 300):
-        self.model_id = str(model_id_or_path)
-        self.max_tokens = max_tokens
-        self._loaded = None
-
-    def _load(self):
-        if self._loaded is None:
-            from .errors import ModelError
-
-            try:
-                import mlx_lm
-            except ImportError:
-                raise ModelError(
-                    "The LLM analyzer needs mlx-lm: pip install 'readthrough[llm]', or set casting.analyzer = "
-                    "\"heuristic\"."
-                ) from None
-            try:
-                self._loaded = mlx_lm.load(self.model_id)
-            except Exception as e:  # noqa: BLE001 - any load failure is a user-facing model problem
-                raise ModelError(
-                    f"Cannot load LLM {self.model_id!r} ({type(e).__name__}: {_snip(str(e), 200)}). Set models.llm to "
-                    "a local mlx-lm folder or a downloadable hub id, or use casting.analyzer = \"heuristic\"."
-                ) from None
-        return self._loaded
-
-    def complete(self, prompt: str) -> str:
-        # MLX streams are per thread and a process must use MLX from one thread only (the TTS engine's thread):
-        # two MLX threads abort the interpreter at exit.
-        from .engines.qwen3 import on_mlx_thread
-
-        return on_mlx_thread(self._complete, prompt)
-
-    def _complete(self, prompt: str) -> str:
-        import mlx_lm
-
-        model, tokenizer = self._load()
-        text: Any = prompt
-        if getattr(tokenizer, "chat_template", None):
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
-        import mlx.core as mx
-
-        # The thread's default stream, not mlx-lm's extra thread-local one: a second stream on the worker thread
-        # can abort the interpreter at exit ("terminate called without an active exception").
-        return mlx_lm.generate(model, tokenizer, prompt=text, max_tokens=self.max_tokens, verbose=False,
-                               stream=mx.default_stream(mx.default_device()))
-
-
-def make_analyzer(settings, client: LLMClient | None = None) -> Analyzer:
-    """The analyzer that `settings.casting.analyzer` names (the LLM one falls back to the heuristic)."""
-    if settings.casting.analyzer == "llm":
-        return LLMAnalyzer(client or MlxLmClient(settings.models.llm), settings.models.llm)
-    return HeuristicAnalyzer()
-
-
-# --------------------------------------------------------------------------------------------- overrides, key
-
-
-def apply_overrides(profile: CharacterProfile, overrides: Mapping[str, Any] | None) -> CharacterProfile:
-    """Replace profile fields by the cast file's values; overridden fields get confidence 1 and evidence
-    'cast file'. Keys other than gender / age_range / traits / summary are rejected."""
-    if not overrides:
-        return profile
-    unknown = set(overrides) - set(PROFILE_FIELDS)
-    if unknown:
-        raise ValueError(f"Unknown profile override(s) {sorted(unknown)}; allowed: {', '.join(PROFILE_FIELDS)}.")
-    data = profile.to_json()
-    for k, v in overrides.items():
-        data[k] = list(v) if isinstance(v, tuple) else v
-        data["field_evidence"][k] = {"confidence": 1.0, "evidence": ["cast file"]}
-    return CharacterProfile.from_json(data)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def profile_key(evidence: Evidence, analyzer_id: str, overrides: Mapping[str, Any] | None = None) -> str:
-    """Content key of a profile: evidence digest + analyzer id + overrides."""
-    return content_key(
-        "profile", PROFILE_VERSION,
-        {"evidence": evidence.digest(), "analyzer": analyzer_id, "overrides": _jsonable(dict(overrides or {}))},
-    )

@@ -1,0 +1,103 @@
+"""`render-report.json`: what one render did — engine, counts, per-scene status and outputs, every failed line with its
+reason. The render flow fills a `RenderReport` and writes it with `save_render_report`; every reader (the CLI, the
+regression check, the farm) loads it with `load_render_report`. One schema, one writer, one reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import RenderError
+from .files import atomic_write_json
+
+REPORT_NAME = "render-report.json"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FailedLine(_Record):
+    """One line that could not be rendered, and why."""
+
+    scene: str  # the scene's label (its number in the script, or its position)
+    key: str
+    character: str
+    source_line: int
+    text: str
+    reason: str
+    scene_index: int | None = None
+
+
+class SceneRecord(_Record):
+    scene: str  # label
+    index: int
+    heading: str | None
+    status: Literal["pending", "done", "failed"] = "pending"
+    cached: bool = False
+    path: str | None = None  # the scene's audio file
+    duration: float = 0.0
+    lines: int = 0
+    rendered: int = 0
+    reused: int = 0
+    failed: int = 0
+    failed_lines: list[FailedLine] = []
+    error: str | None = None  # why the whole scene failed (rather than some of its lines)
+
+
+class Counts(_Record):
+    lines: int = 0
+    rendered: int = 0
+    reused: int = 0
+    failed: int = 0
+
+
+class CastRecord(_Record):
+    lock_path: str
+    lock_digest: str
+
+
+class RenderReport(_Record):
+    script: str
+    script_name: str
+    status: Literal["completed", "failed"]
+    engine: dict[str, Any]  # the engine's description, plus "name" and "reason" (why it was chosen)
+    counts: Counts = Counts()
+    title: str | None = None
+    error: str | None = None  # why the run stopped before any scene result
+    scenes: list[SceneRecord] = []
+    failed_lines: list[FailedLine] = []
+    outputs: dict[str, str] = {}  # master files, cue sheet, subtitles, labels by kind
+    master_note: str | None = None  # why there is no master, when there is none
+    cast: dict[str, CastRecord] = {}
+    audio_seconds: float = 0.0
+    started: str = ""
+    wall_seconds: float = 0.0
+    line_store: str | None = None
+    force: bool = False
+    scenes_requested: list[str | int] = []
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def save_render_report(path: str | Path, report: RenderReport) -> Path:
+    return atomic_write_json(path, report.to_json())
+
+
+def load_render_report(path: str | Path) -> RenderReport:
+    """The report at `path` (a file, or a render folder holding `render-report.json`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_NAME
+    try:
+        return RenderReport.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise RenderError(f"No render report at {path}. Render the script there first "
+                          f"(readthrough render SCRIPT -o {path.parent}).") from None
+    except (OSError, json.JSONDecodeError, ValidationError) as e:
+        raise RenderError(f"{path}: not a render report this version can read ({e}). Render the script again "
+                          f"(readthrough render SCRIPT -o {path.parent}).") from None

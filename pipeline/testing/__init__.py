@@ -1,0 +1,1 @@
+"""Things that exist for tests and benches: tiny random-weight checkpoints."""
