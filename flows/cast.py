@@ -1,9 +1,8 @@
-"""The `cast` flow: parse → evidence → per character analyze → design → pick → lock, each a cached task.
+"""The `cast` flow: parse → evidence → the casting loop of `pipeline.casting` with each step a cached task.
 
-`cast_characters` holds the wiring and is shared with the render flow (which calls it inside its own run — a
-subflow would cost ≈1.2 s for nothing). It follows `pipeline.casting.cast_script` step by step and shares its
-pieces (`casting_order`, `character_description`, `extra_result`): leads first (so minor voices are picked to differ
-from them), then the extras pool, then extras share pool voices.
+`cast_characters` is shared with the render flow (which calls it inside its own run — a subflow would cost ≈1.2 s
+for nothing). The loop itself lives in `pipeline.casting.cast_characters`; this module only passes it cached steps
+(`cached_steps`).
 
 Cache keys: analyze = `analysis.profile_key` (evidence digest + analyzer + overrides); design = description +
 seeds + sample text + design model; pick = audition digests + digests of the voices already cast + pin; lock =
@@ -17,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import flow
 
 from flows.concurrency import mlx_guard, mlx_slot
@@ -41,105 +41,83 @@ def _files_exist(*paths) -> bool:
 
 
 def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, force: bool = False) -> dict:
-    """{character: {"result": CastResult JSON, "embedding": list | None}} in script order (see module doc)."""
-    from pipeline.analysis.profile import CharacterProfile
-    from pipeline.casting import (
-        CastResult, assign_extras, audition_seeds, casting_order, character_description, check_audition_pin,
-        extra_result, pool_profile, pool_voice_name,
-    )
-    from pipeline.castfile import EMPTY_CAST
-    from pipeline.design import design_model_id
+    """{character: CastResult} in script order: `pipeline.casting.cast_characters` with cached task steps."""
+    from pipeline.casting import cast_characters as casting_loop
+
+    return casting_loop(evidences, spec.settings, castfile, cached_steps(spec, force))
+
+
+def cached_steps(spec: RunSpec, force: bool = False):
+    """The casting steps as cached Prefect tasks, each keyed on the content that determines its result (see the
+    module docstring); a cached result whose files are gone is recomputed."""
+    from pipeline.analysis.profile import CharacterProfile, profile_key
+    from pipeline.casting import CastingSteps, CastResult, Pick
+    from pipeline.design import Audition
 
     s = spec.settings
-    castfile = castfile or EMPTY_CAST
     engine = get_engine(spec.engine, s, spec.models_dir)
-    engine_desc = engine.describe()
+    info = engine.info()
+    engine_desc = info.identity()
     analyzer = get_analyzer(s)
     t_analyze, t_design, t_pick, t_lock, t_pinned = (
         configured(t, spec, force) for t in (analyze_task, design_task, pick_task, lock_task, pinned_voice_task))
 
-    from pipeline.analysis.profile import profile_key
+    def analyze(name: str, evidence, overrides) -> CharacterProfile:
+        key = profile_key(evidence, analyzer.id, overrides)
+        return CharacterProfile.from_json(t_analyze(key, name, evidence, overrides, spec))
 
-    profiles: dict[str, CharacterProfile] = {}
-    for name, ev in evidences.items():
-        overrides = castfile.entry(name).overrides()
-        key = profile_key(ev, analyzer.id, overrides)
-        profiles[name] = CharacterProfile.from_json(t_analyze(key, name, ev, overrides, spec))
-
-    extras = assign_extras(evidences, castfile, s, profiles)
-    order = casting_order(evidences, extras)
-    cast: dict[str, dict] = {}
-    embeddings: dict[str, list[float]] = {}
-
-    def designed(name: str, profile: CharacterProfile, entry) -> dict:
-        if entry is not None:
-            check_audition_pin(entry, s.casting.auditions)  # a bad pin fails before any engine call
-        description = character_description(profile, entry)
-        seeds = audition_seeds(profile.name, s, entry)
-        dkey = content_key("design", FLOW_VERSION, {
+    def design(name: str, description: str, seeds: list[int]) -> list[Audition]:
+        key = content_key("design", FLOW_VERSION, {
             "character": name, "description": description, "seeds": seeds, "n": s.casting.auditions,
-            "text": s.casting.sample_text, "model": design_model_id(engine), "language": s.render.language})
-        design = _with_outputs(t_design, lambda r: _files_exist(*(a["path"] for a in r["auditions"])),
-                               dkey, name, description, seeds, spec)
-        auditions = design["auditions"]
-        pinned = entry.audition if entry is not None else None
-        pkey = content_key("pick", FLOW_VERSION, {
-            "auditions": [a["digest"] for a in auditions], "pinned": pinned, "engine": engine_desc,
+            "text": s.casting.sample_text, "model": info.design_model, "language": s.render.language})
+        made = _with_outputs(t_design, lambda r: _files_exist(*(a["path"] for a in r["auditions"])),
+                             key, name, description, seeds, spec)
+        return [Audition.from_json(a) for a in made["auditions"]]
+
+    def pick(name: str, auditions, cast: dict, pinned: int | None) -> Pick:
+        records = [a.to_json() for a in auditions]
+        key = content_key("pick", FLOW_VERSION, {
+            "auditions": [a["digest"] for a in records], "pinned": pinned, "engine": engine_desc,
             "embedding": "reference",  # candidates embedded as their lock's reference (casting.audition_embeddings)
-            "cast": {k: embedding_digest(v) for k, v in sorted(embeddings.items())}})
-        picked = t_pick(pkey, name, auditions, dict(embeddings), pinned, spec)
-        chosen = auditions[picked["index"]]
-        lkey = content_key("lock", FLOW_VERSION, {
-            "audition": chosen["digest"], "ref_text": chosen["text"], "engine": engine_desc, "name": name,
+            "cast": {k: embedding_digest(v) for k, v in sorted(cast.items())}})
+        picked = t_pick(key, name, records, {k: _floats(v) for k, v in cast.items()}, pinned, spec)
+        return Pick(picked["index"], picked["reason"], _vector(picked["embedding"]))
+
+    def lock(name: str, chosen) -> tuple[str, str]:
+        record = chosen.to_json()
+        key = content_key("lock", FLOW_VERSION, {
+            "audition": record["digest"], "ref_text": record["text"], "engine": engine_desc, "name": name,
             "language": s.render.language})
-        locked = _with_outputs(t_lock, lambda r: _files_exist(r["lock_path"]), lkey, name, chosen, spec)
-        result = CastResult(
-            name=profile.name, profile=profile, description=description,
-            auditions=tuple(_audition(a) for a in auditions), chosen=picked["index"], reason=picked["reason"],
-            lock_path=locked["lock_path"], lock_digest=locked["lock_digest"])
-        return {"result": result.to_json(), "embedding": picked["embedding"]}
+        locked = _with_outputs(t_lock, lambda r: _files_exist(r["lock_path"]), key, name, record, spec)
+        return locked["lock_path"], locked["lock_digest"]
 
-    for name in order:
-        entry = castfile.entry(name)
-        if entry.lock is not None or entry.preset is not None:
-            pin = {"lock": str(entry.lock) if entry.lock else None,
-                   "lock_sha": sha256_file(entry.lock) if entry.lock and Path(entry.lock).is_file() else None,
-                   "preset": entry.preset, "instruct": entry.instruct}
-            key = content_key("pinned", FLOW_VERSION, {"pin": pin, "profile": profiles[name].to_json(),
-                                                       "engine": engine_desc, "language": s.render.language})
-            item = _with_outputs(t_pinned, lambda r: _files_exist(r["result"]["lock_path"]),
-                                 key, name, profiles[name].to_json(), entry, spec)
-        else:
-            item = designed(name, profiles[name], entry)
-        cast[name] = item
-        if item["embedding"] is not None:
-            embeddings[name] = item["embedding"]
+    def pinned(name: str, profile: CharacterProfile, entry):
+        pin = {"lock": str(entry.lock) if entry.lock else None,
+               "lock_sha": sha256_file(entry.lock) if entry.lock and Path(entry.lock).is_file() else None,
+               "preset": entry.preset, "instruct": entry.instruct}
+        key = content_key("pinned", FLOW_VERSION, {"pin": pin, "profile": profile.to_json(),
+                                                   "engine": engine_desc, "language": s.render.language})
+        item = _with_outputs(t_pinned, lambda r: _files_exist(r["result"]["lock_path"]),
+                             key, name, profile.to_json(), entry, spec)
+        return CastResult.from_json(item["result"]), _vector(item["embedding"])
 
-    pool: dict[int, dict] = {}
-    for slot in sorted(set(extras.values())):
-        profile = pool_profile(slot)
-        pool[slot] = designed(pool_voice_name(slot), profile, None)
-        if pool[slot]["embedding"] is not None:
-            embeddings[profile.name] = pool[slot]["embedding"]
-    for name, slot in extras.items():
-        result = extra_result(CastResult.from_json(pool[slot]["result"]), name, profiles[name], evidences[name],
-                              castfile, s)
-        cast[name] = {"result": result.to_json(), "embedding": pool[slot]["embedding"]}
-    engine.release_design()
-    return {name: cast[name] for name in evidences}
+    return CastingSteps(analyze=analyze, design=design, pick=pick, lock=lock, pinned=pinned,
+                        release=engine.release_design)
 
 
-def _audition(data: dict):
-    from pipeline.design import Audition
+def _floats(vector) -> list[float]:
+    return np.asarray(vector, dtype=np.float32).ravel().tolist()
 
-    return Audition.from_json(data)
+
+def _vector(values) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float32)
 
 
 def cast_rows(cast: dict) -> list[dict]:
     """One flat record per character for tables and `--json`."""
     rows = []
-    for name, item in cast.items():
-        r = item["result"]
+    for name, result in cast.items():
+        r = result.to_json()
         p = r["profile"]
         chosen = r["auditions"][r["chosen"]] if r.get("chosen") is not None and r.get("auditions") else None
         rows.append({

@@ -19,14 +19,15 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from pipeline.engines.guard import MLX_ENGINES, guard_from_env
+from pipeline.engines import model_weight_engines
+from pipeline.engines.guard import guard_from_env
 from pipeline.errors import EngineError
 
 _LOCAL = threading.RLock()
 
 
 def uses_mlx(engine: str) -> bool:
-    return (engine or "").strip().lower() in MLX_ENGINES
+    return (engine or "").strip().lower() in model_weight_engines()
 
 
 def api_url() -> str | None:

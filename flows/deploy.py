@@ -1,6 +1,6 @@
 """Deployments on the `apple-silicon` process pool: settings → specs (pure) → a Prefect server (apply).
 
-What `readthrough deploy` creates, every name from `settings.deploy` (configs/default.toml):
+What `readthrough deploy` creates, every name from `settings.deploy` (pipeline/configs/default.toml):
 - the process work pool `deploy.work_pool` (one worker per Mac, started with `--limit 1`: one model user each);
 - the global concurrency limit `deploy.concurrency_limit` ("mlx") with `deploy.mlx_slots` slots (flows/concurrency);
 - deployments `render-script`, `cast-script` and `audio-regression` that run the flows from the worker's own
@@ -9,7 +9,7 @@ What `readthrough deploy` creates, every name from `settings.deploy` (configs/de
 - an example nightly Cron schedule on `render-script` with its parameters (script, output folder, settings file).
 
 `prefect.yaml` is the same thing for `prefect deploy --all`; `prefect_yaml(settings)` renders it and a unit test
-keeps the committed file equal to what configs/default.toml says.
+keeps the committed file equal to what pipeline/configs/default.toml says.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def prefect_yaml(settings: Settings, settings_file: str | None = None) -> dict:
 def render_prefect_yaml(settings: Settings) -> str:
     import yaml
 
-    header = ("# Generated from configs/default.toml by `python -m flows.deploy` — edit the [deploy] settings and\n"
+    header = ("# Generated from the default settings by `python -m flows.deploy` — edit the [deploy] settings and\n"
               "# regenerate (tests/test_deploy_unit.py checks they agree). Usage, from the checkout:\n"
               "#   prefect work-pool create apple-silicon --type process\n"
               "#   prefect gcl create mlx --limit 1\n"
@@ -296,7 +296,7 @@ def apply(settings: Settings, settings_file: str | os.PathLike | None = None, ch
     return result
 
 
-if __name__ == "__main__":  # regenerate prefect.yaml from configs/default.toml
+if __name__ == "__main__":  # regenerate prefect.yaml from pipeline/configs/default.toml
     from pipeline.config import load_settings
 
     target = REPO / "prefect.yaml"

@@ -135,9 +135,9 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
             cast_table_artifact(spec.script_name, cast_rows(cast))
 
             eng = get_engine(spec.engine, s, spec.models_dir)
-            engine_desc = eng.describe()
-            voices = {name: item["result"]["lock_digest"] for name, item in cast.items()}
-            locks = {item["result"]["lock_digest"]: item["result"]["lock_path"] for item in cast.values()}
+            engine_desc = eng.info().identity()
+            voices = {name: result.lock_digest for name, result in cast.items()}
+            locks = {result.lock_digest: result.lock_path for result in cast.values()}
             jobs = plan_line_jobs(screenplay, voices, engine_desc, s)
             by_scene: dict[int, list] = {}
             for j in jobs:
@@ -199,8 +199,8 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
         scenes=scene_records,
         failed_lines=[f for r in scene_records for f in r.failed_lines],
         outputs=outputs, master_note=master_note,
-        cast={name: CastRecord(lock_path=item["result"]["lock_path"], lock_digest=item["result"]["lock_digest"])
-              for name, item in cast.items()},
+        cast={name: CastRecord(lock_path=result.lock_path, lock_digest=result.lock_digest)
+              for name, result in cast.items()},
         audio_seconds=round(sum(r.duration for r in scene_records), 3),
         started=started_at, wall_seconds=round(time.perf_counter() - started, 3),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),

@@ -207,11 +207,11 @@ def lock_task(key: str, character: str, audition: dict, spec: RunSpec) -> dict:
 def pinned_voice_task(key: str, character: str, profile: dict, entry, spec: RunSpec) -> dict:
     """A cast-file lock/.vox or preset voice: the CastResult JSON plus the voice's embedding."""
     from pipeline.analysis.profile import CharacterProfile
-    from pipeline.casting import cast_character
+    from pipeline.casting import pinned_character
 
     engine = get_engine(spec.engine, spec.settings, spec.models_dir)
-    result, emb = cast_character(engine, CharacterProfile.from_json(profile), spec.settings, entry,
-                                 spec.audition_dir, spec.lock_root, {})
+    result, emb = pinned_character(engine, CharacterProfile.from_json(profile), spec.settings, entry,
+                                   spec.lock_root)
     return {"result": result.to_json(),
             "embedding": None if emb is None else np.asarray(emb, dtype=np.float32).ravel().tolist()}
 

@@ -20,7 +20,7 @@ from . import loudness as ld
 from .audio import read_audio, resample
 from .config import Settings
 from .effects import apply_effects
-from .errors import RenderError, SettingsError
+from .errors import RenderError
 from .files import atomic_path, slug
 from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
 
@@ -182,15 +182,10 @@ def mix_scene(
 
 
 def _master_formats(settings: Settings) -> tuple[list[str], list[str]]:
-    wanted = [f.lower().lstrip(".") for f in settings.output.master_formats]
-    unknown = [f for f in wanted if f not in PCM_FORMATS + COMPRESSED_FORMATS]
-    if unknown:
-        raise SettingsError(
-            f"output.master_formats has unknown format(s) {unknown}. Use any of "
-            f"{', '.join(PCM_FORMATS + COMPRESSED_FORMATS)}."
-        )
-    pcm = [f for f in dict.fromkeys(wanted) if f in PCM_FORMATS] or [settings.output.format]
-    return pcm, [f for f in dict.fromkeys(wanted) if f in COMPRESSED_FORMATS]
+    """(PCM formats, compressed formats) of the master; settings validated the names at load."""
+    wanted = list(dict.fromkeys(settings.output.master_formats))
+    pcm = [f for f in wanted if f in PCM_FORMATS] or [settings.output.format]
+    return pcm, [f for f in wanted if f in COMPRESSED_FORMATS]
 
 
 def _stream(path: Path, channels: int):

@@ -1,7 +1,8 @@
-"""Casting steps, one character at a time: analyze -> design (auditions) -> pick -> lock.
+"""The casting loop, one character at a time: analyze -> design (auditions) -> pick -> lock.
 
-Each step is a pure-ish function over small inputs (the flow wraps each in a cached Prefect task; only WAV and lock
-files are written). `cast_script` runs them all in order without Prefect; it is the reference the flow follows:
+`cast_characters` is the one loop; the steps that do the work come in as plain functions (`CastingSteps`):
+`direct_steps` runs them straight on an engine (`cast_script`: benches, tests), the cast flow passes cached
+Prefect-task wrappers (flows/cast.py). The order:
 
 1. every speaking character is analyzed (heuristic or LLM), cast-file overrides applied;
 2. characters with at most `extras_max_lines` lines (and nothing pinned) become extras;
@@ -17,7 +18,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -104,19 +105,6 @@ def character_description(profile: CharacterProfile, entry: CastEntry | None) ->
     return (entry.description if entry is not None else None) or describe(profile)
 
 
-def design_character(engine, profile: CharacterProfile, settings, castentry: CastEntry | None,
-                     out_dir: str | Path) -> tuple[str, list[Audition]]:
-    """(description, auditions): the cast file's description or `describe(profile)`, spoken by N auditions."""
-    entry = castentry or CastEntry(name=profile.name)
-    n = settings.casting.auditions
-    check_audition_pin(entry, n)
-    description = character_description(profile, entry)
-    seeds = audition_seeds(profile.name, settings, entry)
-    auditions = audition(engine, description, n, seeds, settings.casting.sample_text, out_dir, profile.name,
-                         settings.render.language)
-    return description, auditions
-
-
 def audition_embeddings(engine, auditions: Sequence[Audition]) -> list[np.ndarray | None]:
     """Speaker vectors of the auditions, each taken from the reference its lock would get (`prepare_reference`:
     silence trimmed, 0.5 s appended), so a candidate's vector is the x-vector its lock will carry and very short
@@ -134,10 +122,9 @@ def audition_embeddings(engine, auditions: Sequence[Audition]) -> list[np.ndarra
 
 
 def pick_audition(engine, auditions: Sequence[Audition], cast_embeddings: Mapping[str, np.ndarray],
-                  castentry: CastEntry | None = None) -> tuple[int, str, np.ndarray | None]:
+                  pinned: int | None = None) -> tuple[int, str, np.ndarray | None]:
     """(index, reason, embedding of the chosen audition). A cast-file `audition` pin wins."""
     embeddings = audition_embeddings(engine, auditions)
-    pinned = castentry.audition if castentry is not None else None
     index, reason = pick(embeddings, cast_embeddings, pinned=pinned)
     return index, reason, embeddings[index]
 
@@ -181,6 +168,9 @@ def pinned_lock(entry: CastEntry, settings, lock_root: str | Path) -> tuple[Path
 def preset_character(engine, entry: CastEntry, settings, lock_root: str | Path) -> tuple[Path, str, Any]:
     """(path, digest, lock) of a CustomVoice preset speaker with the cast file's optional instruct."""
     assert entry.preset is not None
+    if "preset" not in engine.info().capabilities:
+        raise CastFileError(f"{entry.where('preset')}: the {engine.info().name} engine has no preset speakers. "
+                            "Pin a lock or a description instead, or render with --engine qwen3.")
     try:
         lock = engine.preset_lock(entry.preset, entry.instruct, settings.render.language, name=entry.name)
     except (ValueError, KeyError, VoiceLockError) as e:
@@ -274,46 +264,113 @@ def extra_result(pool: CastResult, name: str, profile: CharacterProfile, evidenc
                    reason=f"extra, {why}: shares {pool.name} (its pick: {pool.reason})")
 
 
-# --------------------------------------------------------------------------------------------- whole characters
+# --------------------------------------------------------------------------------------------- the casting loop
 
 
-def cast_designed(engine, profile: CharacterProfile, settings, entry: CastEntry | None, out_dir, lock_root,
-                  cast_embeddings: Mapping[str, np.ndarray], *, name: str | None = None
-                  ) -> tuple[CastResult, np.ndarray | None]:
-    """design -> pick -> lock for one voice; (result, embedding of the chosen voice)."""
-    description, auditions = design_character(engine, profile, settings, entry, out_dir)
-    index, reason, embedding = pick_audition(engine, auditions, cast_embeddings, entry)
-    path, digest = lock_character(engine, auditions[index], settings, lock_root, name=name or profile.name)
-    result = CastResult(name=profile.name, profile=profile, description=description, auditions=tuple(auditions),
-                        chosen=index, reason=reason, lock_path=str(path), lock_digest=digest)
-    return result, embedding
+@dataclass(frozen=True)
+class Pick:
+    index: int
+    reason: str
+    embedding: np.ndarray | None  # the chosen voice's speaker vector (None when it has none)
 
 
-def cast_character(engine, profile: CharacterProfile, settings, entry: CastEntry | None, out_dir, lock_root,
-                   cast_embeddings: Mapping[str, np.ndarray]) -> tuple[CastResult, np.ndarray | None]:
-    """One main-cast character from its profile: the cast file's lock, else its preset, else designed."""
-    entry = entry or CastEntry(name=profile.name)
+@dataclass(frozen=True)
+class CastingSteps:
+    """The steps of the casting loop that do the work, as plain functions. `direct_steps` calls the functions of
+    this module; the cast flow (flows/cast.py) passes cached Prefect-task wrappers with the same signatures."""
+
+    analyze: Callable[[str, Evidence, Mapping[str, Any] | None], CharacterProfile]  # (name, evidence, overrides)
+    design: Callable[[str, str, list[int]], list[Audition]]  # (name, description, seeds) -> auditions
+    pick: Callable[[str, Sequence[Audition], Mapping[str, np.ndarray], int | None], Pick]  # (…, cast, pinned)
+    lock: Callable[[str, Audition], tuple[str, str]]  # (name, chosen audition) -> (lock path, digest)
+    pinned: Callable[[str, CharacterProfile, CastEntry], tuple[CastResult, np.ndarray | None]]  # lock/.vox/preset
+    release: Callable[[], None]  # free the design model
+
+
+def direct_steps(engine, settings, out_dir: str | Path, lock_root: str | Path, *, analyzer: Analyzer | None = None,
+                 release: bool = True) -> CastingSteps:
+    """The casting steps on `engine`, uncached: auditions under `out_dir`, locks under `lock_root`."""
+    analyzer = analyzer or make_analyzer(settings)
+
+    def design(name: str, description: str, seeds: list[int]) -> list[Audition]:
+        return audition(engine, description, settings.casting.auditions, seeds, settings.casting.sample_text,
+                        out_dir, name, settings.render.language)
+
+    def pick_one(name: str, auditions: Sequence[Audition], cast: Mapping[str, np.ndarray], pinned: int | None):
+        return Pick(*pick_audition(engine, auditions, cast, pinned))
+
+    def lock(name: str, chosen: Audition) -> tuple[str, str]:
+        path, digest = lock_character(engine, chosen, settings, lock_root, name=name)
+        return str(path), digest
+
+    return CastingSteps(
+        analyze=lambda name, evidence, overrides: analyze_character(evidence, analyzer, overrides),
+        design=design, pick=pick_one, lock=lock,
+        pinned=lambda name, profile, entry: pinned_character(engine, profile, settings, entry, lock_root),
+        release=engine.release_design if release else lambda: None,
+    )
+
+
+def pinned_character(engine, profile: CharacterProfile, settings, entry: CastEntry, lock_root
+                     ) -> tuple[CastResult, np.ndarray | None]:
+    """A character whose voice the cast file pins: its lock or .vox, else its preset speaker."""
     if entry.lock is not None:
         path, digest, lock = pinned_lock(entry, settings, lock_root)
         result = CastResult(name=profile.name, profile=profile, description=lock.description, auditions=(),
                             chosen=None, reason=f"lock {entry.lock} pinned by cast file", lock_path=str(path),
                             lock_digest=digest, source="lock")
         return result, lock_embedding(engine, lock)
-    if entry.preset is not None:
-        path, digest, lock = preset_character(engine, entry, settings, lock_root)
-        how = f"preset speaker {entry.preset!r}" + (f" with instruct {entry.instruct!r}" if entry.instruct else "")
-        result = CastResult(name=profile.name, profile=profile, description=how, auditions=(), chosen=None,
-                            reason=f"{how} pinned by cast file", lock_path=str(path), lock_digest=digest,
-                            source="preset")
-        return result, lock_embedding(engine, lock)
-    return cast_designed(engine, profile, settings, entry, out_dir, lock_root, cast_embeddings)
+    path, digest, lock = preset_character(engine, entry, settings, lock_root)
+    how = f"preset speaker {entry.preset!r}" + (f" with instruct {entry.instruct!r}" if entry.instruct else "")
+    result = CastResult(name=profile.name, profile=profile, description=how, auditions=(), chosen=None,
+                        reason=f"{how} pinned by cast file", lock_path=str(path), lock_digest=digest,
+                        source="preset")
+    return result, lock_embedding(engine, lock)
+
+
+def cast_characters(evidences: Mapping[str, Evidence], settings, castfile: CastFile | None,
+                    steps: CastingSteps) -> dict[str, CastResult]:
+    """Cast every character of `evidences` (see the module docstring for the order); results in script order."""
+    castfile = castfile or EMPTY_CAST
+    profiles = {name: steps.analyze(name, ev, castfile.entry(name).overrides()) for name, ev in evidences.items()}
+    extras = assign_extras(evidences, castfile, settings, profiles)
+    results: dict[str, CastResult] = {}
+    embeddings: dict[str, np.ndarray] = {}
+
+    def keep(name: str, result: CastResult, embedding: np.ndarray | None) -> CastResult:
+        if embedding is not None:
+            embeddings[name] = embedding
+        return result
+
+    def designed(name: str, profile: CharacterProfile, entry: CastEntry | None) -> CastResult:
+        if entry is not None:
+            check_audition_pin(entry, settings.casting.auditions)  # a bad pin fails before any engine call
+        description = character_description(profile, entry)
+        auditions = steps.design(name, description, audition_seeds(profile.name, settings, entry))
+        chosen = steps.pick(name, auditions, dict(embeddings), entry.audition if entry is not None else None)
+        path, digest = steps.lock(name, auditions[chosen.index])
+        result = CastResult(name=profile.name, profile=profile, description=description, auditions=tuple(auditions),
+                            chosen=chosen.index, reason=chosen.reason, lock_path=path, lock_digest=digest)
+        return keep(name, result, chosen.embedding)
+
+    for name in casting_order(evidences, extras):
+        entry = castfile.entry(name)
+        if entry.lock is not None or entry.preset is not None:
+            results[name] = keep(name, *steps.pinned(name, profiles[name], entry))
+        else:
+            results[name] = designed(name, profiles[name], entry)
+    pool = {slot: designed(pool_voice_name(slot), pool_profile(slot), None) for slot in sorted(set(extras.values()))}
+    for name, slot in extras.items():
+        results[name] = extra_result(pool[slot], name, profiles[name], evidences[name], castfile, settings)
+    steps.release()
+    return {name: results[name] for name in evidences}
 
 
 def cast_script(screenplay, engine, settings, castfile: CastFile | None = None, out_dir: str | Path = "auditions",
                 lock_root: str | Path | None = None, *, analyzer: Analyzer | None = None,
                 evidences: Mapping[str, Evidence] | None = None, release: bool = True) -> dict[str, CastResult]:
-    """Cast every speaking character of `screenplay` (see the module docstring for the order); returns results in
-    script order. `lock_root` defaults to `<home>/locks`. The design model is released at the end if `release`."""
+    """`cast_characters` on `engine` without a cache (benches, tests, scripts): every speaking character of
+    `screenplay`. `lock_root` defaults to `<home>/locks`; the design model is released at the end if `release`."""
     if evidences is None:
         from .evidence import collect_evidence
 
@@ -322,29 +379,5 @@ def cast_script(screenplay, engine, settings, castfile: CastFile | None = None, 
         from .config import home_dir
 
         lock_root = home_dir() / "locks"
-    castfile = castfile or EMPTY_CAST
-    analyzer = analyzer or make_analyzer(settings)
-    profiles = {name: analyze_character(ev, analyzer, castfile.entry(name).overrides())
-                for name, ev in evidences.items()}
-    extras = assign_extras(evidences, castfile, settings, profiles)
-    order = casting_order(evidences, extras)
-    results: dict[str, CastResult] = {}
-    embeddings: dict[str, np.ndarray] = {}
-    for name in order:
-        result, emb = cast_character(engine, profiles[name], settings, castfile.entry(name), out_dir, lock_root,
-                                     embeddings)
-        results[name] = result
-        if emb is not None:
-            embeddings[name] = emb
-    pool_results: dict[int, CastResult] = {}
-    for slot in sorted(set(extras.values())):
-        profile = pool_profile(slot)
-        result, emb = cast_designed(engine, profile, settings, None, out_dir, lock_root, embeddings)
-        pool_results[slot] = result
-        if emb is not None:
-            embeddings[profile.name] = emb
-    for name, slot in extras.items():
-        results[name] = extra_result(pool_results[slot], name, profiles[name], evidences[name], castfile, settings)
-    if release:
-        engine.release_design()
-    return {name: results[name] for name in evidences}
+    steps = direct_steps(engine, settings, out_dir, lock_root, analyzer=analyzer, release=release)
+    return cast_characters(evidences, settings, castfile, steps)

@@ -1,18 +1,25 @@
-"""Frozen, validated settings. Defaults live in configs/default.toml; a user file and CLI flags override them."""
+"""Frozen, validated settings. The models below are the one source of defaults and bounds; a user file (TOML, any
+subset of the keys) and CLI flags override them. `pipeline/configs/default.toml` documents every key with its
+default (a test keeps it equal to these models). Everything is checked at load: unknown keys (with a did-you-mean
+naming the file and key), every number within its bounds, formats, the language, the loudness preset's ranges."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import SettingsError
+from .errors import SettingsError, did_you_mean
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package
 DEFAULT_SETTINGS = CONFIG_DIR / "default.toml"
+MasterFormat = Literal["wav", "flac", "m4b", "mp3"]
+_LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}([-_][a-z0-9]{2,8})*$", re.IGNORECASE)  # BCP-47 shape: en, en-GB, pt_BR
 
 
 class _Frozen(BaseModel):
@@ -25,69 +32,111 @@ class ModelSettings(_Frozen):
     base_draft: str = "mlx-community/Qwen3-TTS-12Hz-0.6B-Base-bf16"
     custom_voice: str = "mlx-community/Qwen3-TTS-12Hz-1.7B-CustomVoice-bf16"
     llm: str = "mlx-community/Qwen2.5-1.5B-Instruct-4bit"
-    memory_factor: float = 1.5  # free memory needed = factor × weights size
+    memory_factor: float = Field(1.5, ge=0.0, le=16.0)  # free memory needed = factor × weights size (0: no check)
 
 
 class RenderSettings(_Frozen):
-    engine: Literal["auto", "qwen3", "preview", "instant"] = "auto"
+    engine: str = "auto"  # "auto" or a registered engine (pipeline.engines): qwen3 | preview | instant
     quality: Literal["draft", "final"] = "final"
-    language: str = "en"
+    language: str = "en"  # BCP-47 (en, en-GB) or a Qwen3-TTS language name; "auto" lets the model guess
     batch_size: int = Field(8, ge=1, le=64)
-    temperature: float = 0.9
-    top_k: int = 50
-    top_p: float = 1.0
-    repetition_penalty: float = 1.05
+    temperature: float = Field(0.9, ge=0.0, le=2.0)
+    top_k: int = Field(50, ge=0, le=1000)  # 0: no top-k cut
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.05, ge=0.5, le=2.0)
     max_retakes: int = Field(2, ge=0, le=10)
-    seconds_per_word: float = 1.2  # generous speech time allowance per word for max_tokens and runaway checks
-    min_seconds: float = 2.0  # floor of the allowance for very short lines
-    silence_rms: float = 1e-4  # a take quieter than this is "near-silent" and retaken
+    # generous speech time allowance per word for max_tokens and runaway checks
+    seconds_per_word: float = Field(1.2, gt=0.0, le=10.0)
+    min_seconds: float = Field(2.0, ge=0.0, le=120.0)  # floor of the allowance for very short lines
+    silence_rms: float = Field(1e-4, ge=0.0, le=1.0)  # a take quieter than this is "near-silent" and retaken
+
+    @field_validator("engine")
+    @classmethod
+    def _registered_engine(cls, v: str) -> str:
+        from .engines import AUTO, engine_names
+
+        name = v.strip().lower()
+        if name != AUTO and name not in engine_names():
+            raise ValueError(f"unknown engine {v!r}.{did_you_mean(name, [AUTO, *engine_names()])}")
+        return name
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        from .languages import QWEN_LANGUAGES
+
+        if v != "auto" and v.lower() not in QWEN_LANGUAGES.values() and not _LANGUAGE_TAG.match(v):
+            raise ValueError(f"{v!r} is not a language tag: use BCP-47 such as \"en\", \"en-GB\" or \"de\"")
+        return v
+
+    @model_validator(mode="after")
+    def _engine_speaks_language(self):
+        if self.engine == "qwen3":
+            from .languages import language_name
+
+            language_name(self.language)  # SettingsError naming the languages Qwen3-TTS speaks
+        return self
 
 
 class CastingSettings(_Frozen):
     analyzer: Literal["heuristic", "llm"] = "heuristic"
     auditions: int = Field(3, ge=1, le=16)
-    audition_seed: int = 1234
+    audition_seed: int = Field(1234, ge=0, le=2**63 - 1)
     sample_text: str = (
         "The quick brown fox jumps over the lazy dog. She sells seashells by the seashore, "
         "and we wondered: why would anyone choose this voice?"
     )
-    extras_max_lines: int = Field(1, ge=0)  # characters with at most this many lines share the extras pool
-    extras_pool: int = Field(3, ge=0)
+    extras_max_lines: int = Field(1, ge=0, le=10_000)  # characters with at most this many lines share the pool
+    extras_pool: int = Field(3, ge=0, le=32)
 
 
 class PauseSettings(_Frozen):
-    same_speaker: float = 0.25  # seconds between two lines of one speaker
-    speaker_change: float = 0.5  # seconds on a change of speaker
-    beat: float = 0.8  # for (beat) / (pause) parentheticals
-    scene_head: float = 0.3
-    scene_tail: float = 1.0
+    same_speaker: float = Field(0.25, ge=0.0, le=30.0)  # seconds between two lines of one speaker
+    speaker_change: float = Field(0.5, ge=0.0, le=30.0)  # seconds on a change of speaker
+    beat: float = Field(0.8, ge=0.0, le=30.0)  # for (beat) / (pause) parentheticals
+    scene_head: float = Field(0.3, ge=0.0, le=30.0)
+    scene_tail: float = Field(1.0, ge=0.0, le=30.0)
 
 
 class LoudnessSettings(_Frozen):
     preset: Literal["broadcast", "acx", "custom"] = "broadcast"
-    line_lufs: float = -20.0  # each line normalised to this before mixing
-    target_lufs: float = -16.0  # integrated loudness of scenes and master
-    true_peak_db: float = -1.0
-    acx_rms_range: tuple[float, float] = (-23.0, -18.0)
-    acx_peak_db: float = -3.0
+    line_lufs: float = Field(-20.0, ge=-40.0, le=-5.0)  # each line normalised to this before mixing
+    target_lufs: float = Field(-16.0, ge=-40.0, le=-5.0)  # integrated loudness of scenes and master
+    true_peak_db: float = Field(-1.0, ge=-20.0, le=0.0)
+    acx_rms_range: tuple[float, float] = (-23.0, -18.0)  # dB RMS, low first
+    acx_peak_db: float = Field(-3.0, ge=-20.0, le=0.0)
+
+    @field_validator("acx_rms_range")
+    @classmethod
+    def _rms_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        low, high = v
+        if not -60.0 <= low <= high <= 0.0:
+            raise ValueError(f"must be [low, high] dB RMS with -60 <= low <= high <= 0; got {list(v)}")
+        return v
 
 
 class OutputSettings(_Frozen):
     format: Literal["wav", "flac"] = "wav"
     sample_rate: int = Field(24_000, ge=8_000, le=192_000)  # scenes and master; lines are resampled to it
     stereo: bool = False
-    dual_pan: float = 0.3  # -1..1 pan magnitude for the two sides of dual dialogue when stereo
+    dual_pan: float = Field(0.3, ge=-1.0, le=1.0)  # pan magnitude for the two sides of dual dialogue when stereo
     master: bool = True
-    master_formats: tuple[str, ...] = ("wav",)  # plus "m4b"/"mp3" when ffmpeg is available
+    # wav/flac; m4b/mp3 are written when ffmpeg is available (skipped with a note otherwise)
+    master_formats: tuple[MasterFormat, ...] = Field(("wav",), min_length=1)
     subtitles: bool = True
+
+    @field_validator("master_formats", mode="before")
+    @classmethod
+    def _lower(cls, v):
+        return [str(f).lower().lstrip(".") for f in v] if isinstance(v, (list, tuple)) else v
 
 
 class RegressionSettings(_Frozen):
-    duration_tol_s: float = 0.05
-    loudness_tol_db: float = 1.0
-    spectral_tol_db: float = 3.0
-    speaker_min_similarity: float = 0.9
-    timing_tol_s: float = 0.02  # change of the pause before a line (start minus previous line's end)
+    duration_tol_s: float = Field(0.05, ge=0.0, le=60.0)
+    loudness_tol_db: float = Field(1.0, ge=0.0, le=60.0)
+    spectral_tol_db: float = Field(3.0, ge=0.0, le=120.0)
+    speaker_min_similarity: float = Field(0.9, ge=-1.0, le=1.0)  # cosine similarity
+    timing_tol_s: float = Field(0.02, ge=0.0, le=60.0)  # change of the pause before a line (start minus previous end)
     require_exact: bool = False  # also fail when samples differ within tolerance (same-machine CI)
 
 
@@ -103,11 +152,11 @@ class DeploySettings(_Frozen):
     shared_root: str = ""  # a path (or fsspec URL) all workers mount, for farm mode
     allow_cpu_mlx: bool = False
     env: dict[str, str] = Field(default_factory=dict)
-    mlx_slots: int = Field(1, ge=1)  # limit of the `mlx` global concurrency limit: GPUs (Macs) in the farm
+    mlx_slots: int = Field(1, ge=1, le=1024)  # limit of the `mlx` global concurrency limit: GPUs (Macs) in the farm
     schedule_out_dir: str = "renders/nightly"  # the nightly render's output folder (relative: in the checkout)
     schedule_active: bool = True  # false: the nightly schedule is created paused
-    farm_shards: int = Field(0, ge=0)  # scenes split into this many shards; 0 = one per online worker
-    farm_timeout_s: float = Field(6 * 3600, gt=0)  # give up waiting for a shard after this long
+    farm_shards: int = Field(0, ge=0, le=10_000)  # scenes split into this many shards; 0 = one per online worker
+    farm_timeout_s: float = Field(6 * 3600, gt=0, le=7 * 24 * 3600)  # give up waiting for a shard after this long
 
 
 class Settings(_Frozen):
@@ -124,7 +173,7 @@ class Settings(_Frozen):
         """Apply dotted overrides, e.g. {"render.engine": "preview"}; validated like a file."""
         data = self.model_dump()
         for dotted, value in overrides.items():
-            _set_dotted(data, dotted, value, source="override")
+            _set_dotted(data, dotted, value, source="command-line flags")
         return _validate(data, "command-line flags")
 
 
@@ -133,9 +182,41 @@ def _set_dotted(data: dict, dotted: str, value: Any, source: str) -> None:
     node = data
     for p in parents:
         if not isinstance(node.get(p), dict):
-            raise SettingsError(f"Unknown setting {dotted!r} ({source}).")
+            raise SettingsError(_unknown(dotted, source))
         node = node[p]
     node[leaf] = value
+
+
+def _known_keys(model: type[BaseModel] = None, prefix: str = "") -> dict[str, bool]:
+    """Every dotted key of the settings -> whether it holds free-form keys of its own (a dict such as deploy.env)."""
+    out: dict[str, bool] = {}
+    for name, info in (model or Settings).model_fields.items():
+        key = prefix + name
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            out[key] = False
+            out.update(_known_keys(sub, key + "."))
+        else:
+            out[key] = getattr(sub, "__origin__", None) is dict
+    return out
+
+
+def _unknown(dotted: str, source: str) -> str:
+    known = _known_keys()
+    close = difflib.get_close_matches(dotted, list(known), n=1, cutoff=0.6)
+    hint = f" — did you mean {close[0]!r}?" if close else f". Known sections: {', '.join(Settings.model_fields)}."
+    return f"Unknown setting {dotted!r} in {source}{hint}"
+
+
+def _check_keys(data: dict, source: str, prefix: str = "") -> None:
+    """Unknown keys are errors that name the file and the key, with the closest known key."""
+    known = _known_keys()
+    for k, v in data.items():
+        key = prefix + str(k)
+        if key not in known:
+            raise SettingsError(_unknown(key, source))
+        if isinstance(v, dict) and not known[key]:
+            _check_keys(v, source, key + ".")
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -146,13 +227,20 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def _validate(data: dict, source: str) -> Settings:
+    _check_keys(data, source)
     try:
         return Settings.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-        raise SettingsError(f"Invalid settings in {source}: {problems}. See configs/default.toml for every key.") from None
+        problems = "; ".join(_problem(err) for err in e.errors())
+        raise SettingsError(f"Invalid settings in {source}: {problems}. Every key, its default and its range: "
+                            f"{DEFAULT_SETTINGS}.") from None
+
+
+def _problem(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, BaseModel)) else f" (got {got!r})"
+    return f"{loc or 'settings'}: {err['msg']}{shown}"
 
 
 def _read_toml(path: Path) -> dict:
@@ -165,13 +253,9 @@ def _read_toml(path: Path) -> dict:
 
 
 def load_settings(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Defaults from configs/default.toml, then `path` (a TOML file), then dotted `overrides`."""
-    data = _read_toml(DEFAULT_SETTINGS) if DEFAULT_SETTINGS.exists() else {}
-    source = str(DEFAULT_SETTINGS)
-    if path is not None:
-        data = _merge(data, _read_toml(Path(path)))
-        source = str(path)
-    settings = _validate(data, source)
+    """The defaults (the models above), then `path` (a TOML file with any subset of the keys), then dotted
+    `overrides` (e.g. {"render.engine": "preview"} from flags). Raises SettingsError naming the file and key."""
+    settings = Settings() if path is None else _validate(_read_toml(Path(path)), str(path))
     return settings.with_overrides(overrides) if overrides else settings
 
 

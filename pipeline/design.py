@@ -143,18 +143,6 @@ def audition_key(description: str, design_model_id: str, seed: int, text: str) -
                        {"description": description, "model": design_model_id, "seed": seed, "text": text})
 
 
-def design_model_id(engine) -> str:
-    """The model that designs voices, from `engine.describe()` (keys differ a little between engines)."""
-    info = engine.describe() or {}
-    for k in ("design_model", "voice_design", "model_id"):
-        if info.get(k):
-            return str(info[k])
-    models = info.get("models")
-    if isinstance(models, Mapping) and models.get("voice_design"):
-        return str(models["voice_design"])
-    return str(info.get("engine") or getattr(engine, "name", "engine"))
-
-
 def audition_paths(out_dir: str | Path, character: str, index: int) -> tuple[Path, Path]:
     """(WAV, JSON sidecar) of one audition: `<out_dir>/<slug>/audition-<index>.wav` (index from 0)."""
     folder = Path(out_dir) / slug(character)
@@ -176,7 +164,7 @@ def audition(engine, description: str, n: int, seeds: Sequence[int], text: str, 
     one engine call. Audio is written as float32 WAV so its digest survives the round trip."""
     if n < 1 or len(seeds) < n:
         raise ValueError(f"audition needs n >= 1 and at least n seeds; got n={n}, {len(seeds)} seeds")
-    model = design_model_id(engine)
+    model = engine.info().design_model
     seeds = [int(s) for s in seeds[:n]]
     keys = [audition_key(description, model, s, text) for s in seeds]
     audios: list[Audio | None] = [_cached(*audition_paths(out_dir, character, i), keys[i]) for i in range(n)]

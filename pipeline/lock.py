@@ -18,19 +18,18 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from .audio import Audio
+from .engines import lock_kinds
 from .errors import VoiceLockError
 from .files import atomic_path, slug
 
 LOCK_FORMAT_VERSION = 1
 
 KNOWN_FORMAT_VERSIONS = (1,)
-LockKind = Literal["clone", "preset", "preview", "instant"]
-KINDS = ("clone", "preset", "preview", "instant")
 N_CODEBOOKS = 16
 LOCK_SUFFIX = ".lock.safetensors"
 META_KEY = "readthrough_lock"  # safetensors metadata key holding the lock's JSON metadata
@@ -43,7 +42,7 @@ ARRAY_SPECS = {"ref_audio": (np.float32, 1), "ref_codes": (np.int32, 2), "x_vect
 @dataclass(frozen=True, eq=False)
 class VoiceLock:
     name: str
-    kind: LockKind
+    kind: str  # one of pipeline.engines.lock_kinds(): clone | preset | preview | instant
     engine: str
     model_id: str
     language: str = "en"
@@ -170,8 +169,8 @@ def check_lock(lock: VoiceLock, path, fix: str = RELOCK_FIX) -> None:
     """Raise VoiceLockError (naming `path`) unless `lock` is complete and well-formed for its kind."""
     if not lock.name:
         raise _err(path, None, "the voice has no name", "give the lock a name")
-    if lock.kind not in KINDS:
-        raise _err(path, lock.name, f"unknown kind {lock.kind!r} (known: {', '.join(KINDS)})", fix)
+    if lock.kind not in lock_kinds():
+        raise _err(path, lock.name, f"unknown kind {lock.kind!r} (known: {', '.join(lock_kinds())})", fix)
     if lock.kind == "preset" and not lock.params.get("speaker"):
         raise _err(path, lock.name, "preset lock has no params['speaker']", fix)
     _check_arrays(lock.arrays(), lock.kind, lock.ref_text, path, lock.name, fix)
@@ -236,8 +235,8 @@ def _lock_from_meta(info: dict[str, Any], arrays: dict[str, np.ndarray], path: P
                                f"({', '.join(map(str, KNOWN_FORMAT_VERSIONS))})",
                    f"upgrade readthrough or {RELOCK_FIX}")
     kind = info.get("kind")
-    if kind not in KINDS:
-        raise _err(path, name, f"unknown lock kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind not in lock_kinds():
+        raise _err(path, name, f"unknown lock kind {kind!r} (known: {', '.join(lock_kinds())})")
     types = {"name": str, "engine": str, "model_id": str, "language": str, "ref_text": str, "description": str,
              "created": str, "params": dict, "sample_rate": int}
     for key, t in types.items():

@@ -111,5 +111,6 @@ def install_fake_engine(fresh: bool = True) -> FakeEngine:
     global _INSTANCE
     if fresh or _INSTANCE is None:
         _INSTANCE = FakeEngine()
-    register_engine("fake", lambda settings, models_dir: _INSTANCE)
+    register_engine("fake", lambda settings, models_dir: _INSTANCE, summary="queue-driven fake (tests)",
+                    lock_kinds=("instant",))
     return _INSTANCE

@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from pipeline.audio import Audio
+from pipeline.engines.base import EngineInfo
 from pipeline.engines.instant import InstantEngine
 from pipeline.lock import prepare_reference
 
@@ -52,8 +53,8 @@ class VectorEngine(InstantEngine):
         self.lock_calls = 0
         self.released = False
 
-    def describe(self) -> dict:
-        return {"engine": self.name, "design_model": "fake-design-1", "base_model": "fake-base-1"}
+    def info(self) -> EngineInfo:
+        return EngineInfo(self.name, "fake-base-1", "fake-design-1", 24_000, frozenset({"design", "clone", "preset"}))
 
     def design(self, description, text, seeds, language="en"):
         self.design_calls += 1

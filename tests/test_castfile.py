@@ -10,7 +10,7 @@ from pipeline.castfile import CastEntry, load_cast_file
 from pipeline.errors import CastFileError
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "configs" / "cast.example.toml"
+EXAMPLE = REPO / "pipeline" / "configs" / "cast.example.toml"
 SAMPLE_CHARACTERS = ("MARGARET", "TOMAS", "JUNE", "OTTO")
 
 

@@ -16,7 +16,6 @@ from pipeline.casting import (
     assign_extras,
     audition_seeds,
     cast_script,
-    design_character,
     pool_profile,
 )
 from pipeline.config import load_settings
@@ -119,7 +118,7 @@ def test_cast_file_overrides_description_and_seed(tmp_path):
 def test_audition_pin_out_of_range_names_file_character_and_key(tmp_path):
     castfile = cast_from(tmp_path, "[characters.JUNE]\naudition = 7\n")
     with pytest.raises(CastFileError) as info:
-        design_character(VectorEngine(), pool_profile(0), SETTINGS, castfile.entry("JUNE"), tmp_path)
+        run(tmp_path, VectorEngine(seeded_vectors), castfile)
     message = str(info.value)
     assert str(castfile.path) in message and "[characters.JUNE] audition" in message and "0 … 2" in message
 
@@ -211,7 +210,7 @@ def test_sample_script_with_the_example_cast_file(tmp_path, sample_script):
     except ImportError as e:
         pytest.skip(f"parser/evidence not available yet: {e}")
     screenplay = read_script(sample_script)
-    castfile = load_cast_file(Path(__file__).resolve().parent.parent / "configs" / "cast.example.toml",
+    castfile = load_cast_file(Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "cast.example.toml",
                               screenplay.characters())
     engine = VectorEngine(seeded_vectors)
     results = cast_script(screenplay, engine, SETTINGS, castfile, tmp_path / "auditions", tmp_path / "locks")

@@ -1,5 +1,5 @@
 """Deployment wiring without a server: the MLX guard, settings → deployment specs, prefect.yaml agreeing with
-configs/default.toml, the CLI dry runs, shard planning and the MLX slot helper."""
+pipeline/configs/default.toml, the CLI dry runs, shard planning and the MLX slot helper."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("espeakng_loader")
 
 from pipeline.audio import SAMPLE_RATE, Audio  # noqa: E402
-from pipeline.engines import Engine, RenderJob, create_engine  # noqa: E402
+from pipeline.engines import create_engine  # noqa: E402
+from pipeline.engines.base import Engine, RenderJob  # noqa: E402
 from pipeline.engines import preview  # noqa: E402
 from pipeline.errors import CastFileError, EngineError  # noqa: E402
 from pipeline.lock import VoiceLock, load_lock, save_lock  # noqa: E402
@@ -40,8 +41,10 @@ def _render(engine, lock, *texts, instruct=None):
 
 def test_is_an_engine_and_describes_itself(engine):
     assert isinstance(engine, Engine)
-    d = engine.describe()
-    assert d["engine"] == "preview" and d["model"].startswith("espeak-ng ") and d["model"][10:11].isdigit()
+    info = engine.info()
+    assert info.name == "preview" and info.model_id.startswith("espeak-ng ") and info.model_id[10:11].isdigit()
+    assert info.sample_rate == 24_000 and "design" in info.capabilities and "speaker_vector" not in info.capabilities
+    assert info.identity()["engine"] == "preview" and info.identity()["model_id"] == info.model_id
     engine.release_design()  # a no-op, but callable
 
 
@@ -142,7 +145,7 @@ def test_instruct_changes_delivery(engine):
 def test_lock_holds_params_and_sample_and_round_trips(engine, tmp_path):
     audio = engine.design(GRUFF, "A sample line.", [42])[0]
     lock = engine.lock(audio, "A sample line.", "en", name="Marlowe", description=GRUFF, seed=42)
-    assert lock.kind == "preview" and lock.engine == "preview" and lock.model_id == engine.describe()["model"]
+    assert lock.kind == "preview" and lock.engine == "preview" and lock.model_id == engine.info().model_id
     assert lock.params == preview.params_for(GRUFF, 42) and lock.seed == 42
     assert np.array_equal(lock.ref_audio, audio.samples) and lock.ref_text == "A sample line."
     assert lock.created.endswith("Z") and "T" in lock.created
@@ -242,7 +245,7 @@ def test_falls_back_to_an_espeak_ng_program(tmp_path, monkeypatch):
     monkeypatch.setattr(preview, "_BACKEND", None)
     monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ.get("PATH", ""))
     eng = preview.create(None, None)
-    assert eng.describe()["model"] == "espeak-ng 1.51"
+    assert eng.info().model_id == "espeak-ng 1.51"
     lock = eng.lock(Audio(np.zeros(10, np.float32)), "x", name="P", description=GRUFF, seed=9)
     short, long = _render(eng, lock, "Hi.", "Hi there, a longer line.")
     assert short.ok and long.ok and long.audio.duration > short.audio.duration

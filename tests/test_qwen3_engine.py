@@ -84,7 +84,7 @@ def test_lock_render_is_bit_identical_to_mlx_audio_generate(engine, clone_lock, 
     import mlx.core as mx
     from mlx_audio.tts.utils import load
 
-    s = engine.settings.render
+    s = engine.options
     text = "Hello there, captain."
     for seed in range(200, 206):  # the first seed whose first take is kept (a retake would change the seed)
         [out] = engine.render(clone_lock, [RenderJob(key="k", text=text, seed=seed)])
@@ -254,8 +254,10 @@ def test_release_design_drops_the_model(tiny_models):
     assert key not in mlx_runtime._MODELS
 
 
-def test_describe_names_engine_and_models(engine, tiny_models):
-    d = engine.describe()
+def test_info_names_engine_and_models(engine, tiny_models):
+    info = engine.info()
+    assert info.sample_rate == 24_000 and "speaker_vector" in info.capabilities
+    d = info.identity()
     assert d["engine"] == "qwen3"
     assert d["model_id"] == d["base_model"] == qwen3.model_identity(str(tiny_models / "base"))
     assert d["design_model"].startswith("local:voice-design@")

@@ -7,6 +7,8 @@ import os
 
 import click
 
+from pipeline.engines import engine_choices
+
 
 def _age(row: dict) -> str:
     age = row.get("age_range")
@@ -15,7 +17,7 @@ def _age(row: dict) -> str:
 
 @click.command(name="cast")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
-@click.option("--engine", default=None, metavar="auto|qwen3|preview|instant",
+@click.option("--engine", default=None, metavar=engine_choices(),
               help="Speech engine (default: render.engine from settings, itself 'auto').")
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with base/ and voice-design/ Qwen3-TTS checkpoints.")

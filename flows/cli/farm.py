@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from pipeline.engines import engine_choices
+
 
 @click.command(name="farm")
 @click.argument("script", type=click.Path(dir_okay=False, exists=True))
@@ -12,7 +14,7 @@ import click
               help="Output folder; a relative path is inside deploy.shared_root.")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, exists=True), required=True,
               help="Settings TOML with [deploy] shared_root (the folder every Mac mounts).")
-@click.option("--engine", default="auto", show_default=True, help="auto | qwen3 | preview | instant.")
+@click.option("--engine", default="auto", show_default=True, help=engine_choices().replace("|", " | ") + ".")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
               help="Local checkpoints folder (must exist at this path on every worker).")
 @click.option("--cast", "cast_file", type=click.Path(dir_okay=False, exists=True), default=None, help="Cast file.")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from pipeline.engines import engine_choices
+
 
 @click.command(name="regress")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -15,7 +17,7 @@ import click
               help="Golden folder (default: golden/<script stem>/ beside the script, e.g. data/golden/sample/).")
 @click.option("--update", is_flag=True, help="Write this render's fingerprints as the new goldens (then review "
               "and commit them); never fails on differences.")
-@click.option("--engine", default="auto", show_default=True, help="auto | qwen3 | preview | instant.")
+@click.option("--engine", default="auto", show_default=True, help=engine_choices().replace("|", " | ") + ".")
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with base/, voice-design/, custom-voice/ checkpoints (e.g. from make-tiny-models).")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
@@ -31,7 +33,7 @@ def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engi
     Per line: same (identical samples), within tolerance, changed (which measure, by how much), missing or new;
     per scene: duration and timing; per character: speaker similarity. Exits 1 on any regression and writes
     OUT/regression-report.json, OUT/regression-junit.xml and OUT/regression.md. Tolerances: [regression] in
-    the settings (configs/default.toml).
+    the settings (pipeline/configs/default.toml).
 
     Each line's seed comes from its content key, which includes the model identity: a hub id, or for a local
     folder (--models DIR) a digest of its contents, so goldens match wherever the checkpoints lie

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.engines import engine_choices
 from pipeline.errors import ReadthroughError, RenderError, SettingsError
 
 
@@ -98,12 +99,12 @@ def summary_lines(report: dict, wall: float) -> list[str]:
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: scenes/, the master, cue sheet, subtitles, render-report.json.")
-@click.option("--engine", default=None, metavar="auto|qwen3|preview|instant",
+@click.option("--engine", default=None, metavar=engine_choices(),
               help="Speech engine (default: render.engine from settings, itself 'auto').")
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with base/ and voice-design/ Qwen3-TTS checkpoints (e.g. from make-tiny-models).")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
-              help="A TOML settings file (any subset of configs/default.toml).")
+              help="A TOML settings file (any subset of pipeline/configs/default.toml).")
 @click.option("--cast", "cast_file", type=click.Path(exists=True, dir_okay=False),
               help="A cast file pinning voices, descriptions, seeds or auditions.")
 @click.option("--scenes", "scenes_text", metavar="LIST",

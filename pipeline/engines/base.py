@@ -1,14 +1,49 @@
-"""The Engine protocol every speech engine implements, and the job/outcome types it speaks."""
+"""The engine contract: the Engine protocol every speech engine implements, what an engine says about itself
+(`EngineInfo`), the base of per-engine option models (`EngineOptions`) and the job/outcome types it speaks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from ..audio import Audio
 from ..lock import VoiceLock
+
+
+Capability = Literal["design", "clone", "preset", "instruct", "speaker_vector"]
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine is. `identity()` goes into reports and into every content key that the engine's output
+    depends on (lines, picks, locks), so two engines or two models never share a cached result."""
+
+    name: str
+    model_id: str  # the model that speaks lines: what locks record
+    design_model: str  # the model that designs voices from descriptions
+    sample_rate: int  # of the audio it returns
+    # design: voices from descriptions; clone: locks from audio; preset: named speakers; instruct: delivery
+    # directions change the take; speaker_vector: `speaker_embedding` is a real speaker x-vector (else a proxy)
+    capabilities: frozenset[Capability]
+    models: dict[str, str] = field(default_factory=dict)  # further model identities that change output, by role
+    options: dict[str, Any] = field(default_factory=dict)  # engine options that change output (e.g. quality)
+
+    def identity(self) -> dict[str, Any]:
+        return {"engine": self.name, "model_id": self.model_id, "base_model": self.model_id,
+                "design_model": self.design_model, **self.models, **self.options}
+
+
+class EngineOptions(BaseModel):
+    """Base of an engine's typed options: the settings it reads, taken from `Settings` once (`from_settings`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def from_settings(cls, settings) -> "EngineOptions":
+        return cls()
 
 
 @dataclass(frozen=True)
@@ -40,8 +75,8 @@ class RenderOutcome:
 class Engine(Protocol):
     name: str
 
-    def describe(self) -> dict:
-        """Engine name and model ids: goes into reports and into line content keys."""
+    def info(self) -> EngineInfo:
+        """Name, model identities, sample rate, capabilities (see EngineInfo)."""
 
     def design(self, description: str, text: str, seeds: Sequence[int], language: str = "en") -> list[Audio]:
         """One audition per seed: `text` spoken in a voice matching `description`."""

@@ -16,11 +16,11 @@ import platform
 from typing import TYPE_CHECKING
 
 from ..errors import EngineError
+from . import model_weight_engines
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-MLX_ENGINES = frozenset({"qwen3"})  # engines that load real model weights through MLX
 ALLOW_ENV = "READTHROUGH_ALLOW_CPU_MLX"  # "1": the explicit flag (set by `readthrough worker --allow-cpu-mlx`)
 GUARD_ENV = "READTHROUGH_MLX_GUARD"  # "1": enforce the guard (set in the apple-silicon deployments' env)
 _TRUE = {"1", "true", "yes", "on"}
@@ -50,7 +50,7 @@ def check_mlx_backend(engine: str, settings: "Settings", models_dir: str | os.Pa
     `allow_cpu`: an explicit per-run/per-worker permission; `settings.deploy.allow_cpu_mlx` is the config one.
     """
     name = (engine or "").strip().lower()
-    if name not in MLX_ENGINES:
+    if name not in model_weight_engines():
         return f"guard: engine {name!r} does not load Qwen3-TTS weights; no GPU needed"
     if models_dir is not None:
         return f"guard: qwen3 with local checkpoints from {models_dir} (explicit --models); CPU allowed"

@@ -16,7 +16,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, Audio
 from ..files import now_iso
 from ..lock import VoiceLock
-from .base import RenderJob, RenderOutcome
+from .base import EngineInfo, RenderJob, RenderOutcome
 
 MODEL_ID = "instant-1"
 SECONDS_PER_CHAR = 0.065
@@ -73,8 +73,9 @@ class InstantEngine:
     def __init__(self, settings=None, models_dir=None):
         self.settings = settings
 
-    def describe(self) -> dict:
-        return {"engine": self.name, "model_id": MODEL_ID, "design_model": MODEL_ID, "base_model": MODEL_ID}
+    def info(self) -> EngineInfo:
+        return EngineInfo(self.name, MODEL_ID, MODEL_ID, SAMPLE_RATE,
+                          frozenset({"design", "clone", "preset", "instruct"}))
 
     def design(self, description: str, text: str, seeds: Sequence[int], language: str = "en") -> list[Audio]:
         return [_synth(_voice_params(description, s), text, s, None) for s in seeds]

@@ -39,7 +39,7 @@ from ..audio import SAMPLE_RATE, Audio, mel_filterbank, resample
 from ..errors import CastFileError, EngineError, did_you_mean
 from ..files import now_iso
 from ..lock import VoiceLock
-from .base import RenderJob, RenderOutcome
+from .base import EngineInfo, RenderJob, RenderOutcome
 
 INSTALL_HINT = "pip install 'readthrough[preview]' (or install the espeak-ng program so it is on PATH)"
 PRESET_SAMPLE_TEXT = "Hello. This is how I sound when I read my lines."
@@ -472,8 +472,9 @@ class PreviewEngine:
     def model_id(self) -> str:
         return f"espeak-ng {self.backend.version}"
 
-    def describe(self) -> dict:
-        return {"engine": self.name, "model": self.model_id, "model_id": self.model_id}
+    def info(self) -> EngineInfo:
+        return EngineInfo(self.name, self.model_id, self.model_id, SAMPLE_RATE,
+                          frozenset({"design", "clone", "preset", "instruct"}))
 
     def synthesize(self, text: str, params: dict) -> Audio:
         """`text` spoken with espeak `params`, as 24 kHz mono float32. Raises EngineError when nothing comes out."""

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from ..files import now_iso
 from ..languages import language_name
 from ..lock import VoiceLock, prepare_reference
 from ..mlx_runtime import drop_model, load_model, on_mlx_thread
-from .base import RenderJob, RenderOutcome
+from .base import EngineInfo, EngineOptions, RenderJob, RenderOutcome
 
 NAME = "qwen3"
 SAMPLE_RATE = 24_000
@@ -110,13 +110,37 @@ def model_identity(model_id: str) -> str:
     return f"local:{folder.resolve().name}@{h.hexdigest()[:16]}"
 
 
+class Qwen3Options(EngineOptions):
+    """The settings the qwen3 engine reads ([render] sampling, runaway guard and batching; models.memory_factor)."""
+
+    quality: Literal["draft", "final"]
+    batch_size: int
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+    max_retakes: int
+    seconds_per_word: float
+    min_seconds: float
+    silence_rms: float
+    memory_factor: float
+
+    @classmethod
+    def from_settings(cls, settings) -> "Qwen3Options":
+        r = settings.render
+        return cls(quality=r.quality, batch_size=r.batch_size, temperature=r.temperature, top_k=r.top_k,
+                   top_p=r.top_p, repetition_penalty=r.repetition_penalty, max_retakes=r.max_retakes,
+                   seconds_per_word=r.seconds_per_word, min_seconds=r.min_seconds, silence_rms=r.silence_rms,
+                   memory_factor=settings.models.memory_factor)
+
+
 class Qwen3Engine:
     """Engine protocol (pipeline.engines.base) on mlx-audio's Qwen3-TTS."""
 
     name = NAME
 
     def __init__(self, settings, models_dir: str | os.PathLike | None = None):
-        self.settings = settings
+        self.options = Qwen3Options.from_settings(settings)
         m = settings.models
         ids = {"voice_design": m.voice_design, "base_final": m.base_final, "base_draft": m.base_draft,
                "custom_voice": m.custom_voice}
@@ -125,7 +149,7 @@ class Qwen3Engine:
             ids = {role: str(root / DIR_NAMES[role]) for role in ids}
         self.model_ids = ids
         self._identity: dict[str, str] = {}
-        self.base_role = "base_draft" if settings.render.quality == "draft" else "base_final"
+        self.base_role = "base_draft" if self.options.quality == "draft" else "base_final"
         # (lock digest, base model id) -> (ref codes [16, T] int32, x-vector [D] float32) re-derived for a Base
         # model other than the lock's own (see `clone_prompt`).
         self._prompts: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -141,28 +165,24 @@ class Qwen3Engine:
             self._identity[role] = model_identity(self.model_ids[role])
         return self._identity[role]
 
-    def describe(self) -> dict:
-        return {
-            "engine": NAME,
-            "model_id": self.base_id,
-            "base_model": self.base_id,
-            "design_model": self.identity("voice_design"),
-            "custom_voice_model": self.identity("custom_voice"),
-            "quality": self.settings.render.quality,
-        }
+    def info(self) -> EngineInfo:
+        return EngineInfo(NAME, self.base_id, self.identity("voice_design"), SAMPLE_RATE,
+                          frozenset({"design", "clone", "preset", "instruct", "speaker_vector"}),
+                          models={"custom_voice_model": self.identity("custom_voice")},
+                          options={"quality": self.options.quality})
 
     def model(self, role: str):
         """The loaded mlx-audio model for a role ("base", "voice_design", "custom_voice"). Use only on the MLX
         thread (e.g. inside `on_mlx_thread`)."""
         role = self.base_role if role == "base" else role
-        return on_mlx_thread(load_model, self.model_ids[role], role, self.settings.models.memory_factor)
+        return on_mlx_thread(load_model, self.model_ids[role], role, self.options.memory_factor)
 
     def _sampling(self) -> dict:
-        r = self.settings.render
+        r = self.options
         return dict(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p, repetition_penalty=r.repetition_penalty)
 
     def _cap(self, text: str) -> int:
-        r = self.settings.render
+        r = self.options
         return max_tokens_for(text, r.seconds_per_word, r.min_seconds)
 
     # -- design --
@@ -176,7 +196,7 @@ class Qwen3Engine:
         out = []
         for seed in seeds:
             # A take that ends at its first frame has nothing to audition: retake with seed+1, … (max_retakes).
-            for attempt in range(self.settings.render.max_retakes + 1):
+            for attempt in range(self.options.max_retakes + 1):
                 mx.random.seed(int(seed) + attempt)
                 parts = [r.audio for r in model.generate_voice_design(
                     text=text, instruct=description, language=lang, max_tokens=self._cap(text), **self._sampling())]
@@ -283,7 +303,7 @@ class Qwen3Engine:
         first: dict[int, _Take] = {}
         if lock.kind == "clone":
             self._prime_icl_cache(lock)
-            size = self.settings.render.batch_size
+            size = self.options.batch_size
             for lang, idx in self._by_language(jobs).items():
                 for start in range(0, len(idx), size):
                     chunk = idx[start:start + size]
@@ -309,7 +329,7 @@ class Qwen3Engine:
         seed, retakes, problems = job.seed, 0, []
         while take.problem is not None:
             problems.append(take.problem)
-            if retakes >= self.settings.render.max_retakes:
+            if retakes >= self.options.max_retakes:
                 reason = take.problem if len(set(problems)) == 1 else "; ".join(dict.fromkeys(problems))
                 return RenderOutcome(key=job.key, audio=None, tokens=take.tokens, retakes=retakes, seed=seed,
                                      error=f"{reason} (after {retakes + 1} takes, seeds {job.seed}..{seed})")
@@ -365,7 +385,7 @@ class Qwen3Engine:
             audio = _to_audio(r.audio, model.sample_rate) if r is not None else None
             tokens = int(r.token_count) if r is not None else 0
             takes.append(_Take(audio, tokens, _judge(audio, tokens, min(cap, internal),
-                                                     self.settings.render.silence_rms)))
+                                                     self.options.silence_rms)))
         return takes
 
     def _preset_take(self, lock: VoiceLock, job: RenderJob, seed: int) -> _Take:
@@ -382,10 +402,10 @@ class Qwen3Engine:
         except Exception as e:
             return _Take(None, 0, f"engine error: {type(e).__name__}: {e}")
         if not parts:
-            return _Take(None, 0, _judge(None, 0, cap, self.settings.render.silence_rms))
+            return _Take(None, 0, _judge(None, 0, cap, self.options.silence_rms))
         audio = _to_audio(mx.concatenate([p.audio for p in parts]), model.sample_rate)
         tokens = sum(int(p.token_count) for p in parts)
-        return _Take(audio, tokens, _judge(audio, tokens, cap, self.settings.render.silence_rms))
+        return _Take(audio, tokens, _judge(audio, tokens, cap, self.options.silence_rms))
 
 
 def create(settings, models_dir=None) -> Qwen3Engine:
@@ -393,4 +413,4 @@ def create(settings, models_dir=None) -> Qwen3Engine:
     return Qwen3Engine(settings, models_dir)
 
 
-__all__ = ["Qwen3Engine", "create", "max_tokens_for", "model_identity"]
+__all__ = ["Qwen3Engine", "Qwen3Options", "create", "max_tokens_for", "model_identity"]

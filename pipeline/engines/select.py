@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import EngineError, did_you_mean
-from . import engine_names
+from . import AUTO, engine_names
 from .guard import env_flag
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-AUTO = "auto"
 MODEL_SUBDIRS = ("base", "voice-design")  # what qwen3 needs in a --models DIR (custom-voice is optional)
 HUB_TIMEOUT_S = 1.0
 
