@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .timeline import Chapter, MasterResult, SceneMixResult, Timeline, TimedLine, timeline_cues
+from .cue_sheet import CueSheet, CueSheetLine, CueSheetScene, save_cue_sheet
 from .errors import RenderError
-from .files import atomic_path, atomic_write_json, atomic_write_text
+from .files import atomic_path, atomic_write_text
 
 SUBTITLE_WIDTH = 42  # characters per subtitle row (a common broadcast limit); wrapping never changes timing
 
@@ -62,25 +63,24 @@ def _clock(sample: int, rate: int, sep: str) -> str:
 
 
 def write_cue_sheet(path: str | Path, source: Timeline) -> Path:
-    """JSON: {"title", "sample_rate", "scenes": [{scene, heading, start, end, …}], "lines": [{scene, heading, character,
-    text, start, end, key, scene_start, scene_end, start_sample, end_sample}]}. start/end are master-relative
-    seconds (ms precision); scene_start/scene_end are relative to the line's scene file."""
+    """The cue sheet (pipeline.cue_sheet): every scene and line with master-relative seconds and samples, and each
+    line's times relative to its scene file."""
     cues = timeline_cues(source)
     scenes = _scene_spans(source)
     scene_start = {s["scene"]: s["start_sample"] for s in scenes}
     lines = []
     for c in cues:
         base = scene_start.get(c.scene_index, 0)
-        lines.append({
-            "scene": c.scene_index, "heading": c.heading, "character": c.character, "text": c.text, "key": c.key,
-            "start": _sec(c.start_sample, c.sample_rate), "end": _sec(c.end_sample, c.sample_rate),
-            "scene_start": _sec(c.start_sample - base, c.sample_rate),
-            "scene_end": _sec(c.end_sample - base, c.sample_rate),
-            "start_sample": c.start_sample, "end_sample": c.end_sample, "extension": c.extension,
-        })  # fmt: skip
+        lines.append(CueSheetLine(
+            scene=c.scene_index, heading=c.heading, character=c.character, text=c.text, key=c.key,
+            start=_sec(c.start_sample, c.sample_rate), end=_sec(c.end_sample, c.sample_rate),
+            scene_start=_sec(c.start_sample - base, c.sample_rate), scene_end=_sec(c.end_sample - base, c.sample_rate),
+            start_sample=c.start_sample, end_sample=c.end_sample, extension=c.extension,
+        ))
     rate = cues[0].sample_rate if cues else (source.sample_rate if hasattr(source, "sample_rate") else None)
     title = source.title if isinstance(source, MasterResult) else None
-    return atomic_write_json(path, {"title": title, "sample_rate": rate, "scenes": scenes, "lines": lines})
+    return save_cue_sheet(path, CueSheet(title=title, sample_rate=rate, scenes=[CueSheetScene(**s) for s in scenes],
+                                         lines=lines))
 
 
 def _label(c: TimedLine) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .audio import Audio
 from .engines import lock_kinds
@@ -37,6 +38,25 @@ DIGEST_KEY = "digest"
 RELOCK_FIX = "re-lock the voice with `readthrough cast SCRIPT --force`"
 # array name -> (dtype, ndim) a lock file must use
 ARRAY_SPECS = {"ref_audio": (np.float32, 1), "ref_codes": (np.int32, 2), "x_vector": (np.float32, 1)}
+
+
+class LockMetadata(BaseModel):
+    """The JSON metadata of a lock file (safetensors metadata key `readthrough_lock`): written by `save_lock`,
+    read back by `load_lock`. Strict types: a string where a number belongs is an error, not a conversion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    format_version: int
+    name: str
+    kind: str
+    engine: str
+    model_id: str
+    language: str
+    ref_text: str
+    description: str
+    seed: int | None
+    created: str
+    params: dict[str, Any]
+    sample_rate: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,21 +84,9 @@ class VoiceLock:
                 object.__setattr__(self, name, np.ascontiguousarray(v, dtype=dtype))
 
     def metadata(self) -> dict[str, Any]:
-        """JSON-able fields (everything but the arrays)."""
-        return {
-            "format_version": LOCK_FORMAT_VERSION,
-            "name": self.name,
-            "kind": self.kind,
-            "engine": self.engine,
-            "model_id": self.model_id,
-            "language": self.language,
-            "ref_text": self.ref_text,
-            "description": self.description,
-            "seed": self.seed,
-            "created": self.created,
-            "params": self.params,
-            "sample_rate": self.sample_rate,
-        }
+        """JSON-able fields (everything but the arrays), as `LockMetadata`."""
+        fields = {k: getattr(self, k) for k in LockMetadata.model_fields if k != "format_version"}
+        return LockMetadata.model_construct(format_version=LOCK_FORMAT_VERSION, **fields).model_dump()
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {}
@@ -237,16 +245,14 @@ def _lock_from_meta(info: dict[str, Any], arrays: dict[str, np.ndarray], path: P
     kind = info.get("kind")
     if kind not in lock_kinds():
         raise _err(path, name, f"unknown lock kind {kind!r} (known: {', '.join(lock_kinds())})")
-    types = {"name": str, "engine": str, "model_id": str, "language": str, "ref_text": str, "description": str,
-             "created": str, "params": dict, "sample_rate": int}
-    for key, t in types.items():
-        if not isinstance(info.get(key), t) or isinstance(info.get(key), bool):
-            raise _err(path, name, f"metadata field {key!r} is missing or not a {t.__name__}")
-    if info.get("seed") is not None and not isinstance(info["seed"], int):
-        raise _err(path, name, "metadata field 'seed' is not an integer")
-    _check_arrays(arrays, kind, info["ref_text"], path, name)
-    fields = {k: info[k] for k in (*types, "seed")}
-    return VoiceLock(kind=kind, **fields, **arrays)
+    try:
+        meta = LockMetadata.model_validate(info)
+    except ValidationError as e:
+        key = str(e.errors()[0]["loc"][0])
+        what = {"seed": "an integer (or null)", "params": "a table", "sample_rate": "an integer"}.get(key, "a str")
+        raise _err(path, name, f"metadata field {key!r} is missing or not {what}") from None
+    _check_arrays(arrays, kind, meta.ref_text, path, name)
+    return VoiceLock(**meta.model_dump(exclude={"format_version"}), **arrays)
 
 
 def load_lock(path: str | Path, expect_model_id: str | None = None) -> VoiceLock:

@@ -180,7 +180,7 @@ def test_tampered_metadata_fails_digest(tmp_path):
     ({"kind": "hologram"}, "unknown lock kind 'hologram'"),
     ({"ref_text": ""}, "empty reference text"),
     ({"model_id": 5}, "'model_id' is missing or not a str"),
-    ({"seed": "x"}, "'seed' is not an integer"),
+    ({"seed": "x"}, "'seed' is missing or not an integer"),
 ])
 def test_bad_metadata(tmp_path, change, pattern):
     arrays, meta, digest = _raw_from(make_lock())

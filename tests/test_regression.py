@@ -13,12 +13,15 @@ import pytest
 from pipeline.audio import Audio, write_audio
 from pipeline.config import RegressionSettings
 from pipeline.errors import RegressionError
-from pipeline.files import atomic_write_json
+from pipeline.cue_sheet import load_cue_sheet
+from pipeline.deliver import write_cue_sheet
 from pipeline.keys import content_key
 from pipeline.regression.compare import compare
 from pipeline.regression.golden import Golden, fingerprint_render, load_golden, save_golden
 from pipeline.regression.measure import DB_FLOOR, integrated_loudness, mean_log_mel, measure, mel_filterbank
 from pipeline.regression.report import to_junit_xml, to_markdown
+from pipeline.render_report import REPORT_NAME, RenderReport, SceneRecord, save_render_report
+from pipeline.timeline import SceneMixResult, TimedLine
 
 SR = 16_000
 
@@ -79,32 +82,36 @@ def speak(text: str, f0: float) -> Audio:
 
 
 def render(out, script=SCRIPT, voices=VOICES, pauses=Pauses(), store=None):
-    """Write scene WAVs, cues.json and render-report.json the way the render flow does; fill `store`."""
+    """Write scene WAVs, the cue sheet and render-report.json with the render flow's own writers; fill `store`."""
     store = store if store is not None else DictStore()
-    cues, scenes = [], []
+    mixes, records = [], []
     for index in sorted({s for s, *_ in script}):
         rows = [r for r in script if r[0] == index]
-        pos, prev, parts = pauses.head, None, [np.zeros(int(SR * pauses.head), np.float32)]
+        parts, timed, prev = [np.zeros(int(SR * pauses.head), np.float32)], [], None
+        pos = parts[0].size
         for k, (_, heading, who, text) in enumerate(rows):
             if k:
                 gap = pauses.same_speaker if who == prev else pauses.speaker_change
                 parts.append(np.zeros(int(round(SR * gap)), np.float32))
-                pos += round(SR * gap) / SR
+                pos += parts[-1].size
             key = content_key("line", "1", {"text": text, "voice": voices[who]})
             audio = speak(text, voices[who])
             store.audio[key] = audio
             parts.append(audio.samples)
-            cues.append({"scene": index, "heading": heading, "character": who, "text": text,
-                         "start": round(pos, 6), "end": round(pos + audio.duration, 6), "key": key})
-            pos += audio.duration
+            timed.append(TimedLine(key, who, text, pos, pos + audio.samples.size, SR, index, heading))
+            pos += audio.samples.size
             prev = who
         parts.append(np.zeros(int(SR * pauses.tail), np.float32))
-        name = f"scene-{index:02d}.wav"
-        write_audio(out / name, Audio(np.concatenate(parts), SR))
-        scenes.append({"index": index, "heading": rows[0][1], "status": "done", "path": name})
-    atomic_write_json(out / "cues.json", cues)
-    atomic_write_json(out / "render-report.json", {"script": "sample.fountain", "engine": {"name": "synthetic"},
-                                                   "scenes": scenes})
+        samples = np.concatenate(parts)
+        path = out / "scenes" / f"scene-{index:03d}.wav"
+        write_audio(path, Audio(samples, SR))
+        mixes.append(SceneMixResult(path, samples.size / SR, SR, tuple(timed), samples.size, 1, index, rows[0][1]))
+        records.append(SceneRecord(scene=str(index), index=index, heading=rows[0][1], status="done", path=str(path),
+                                   lines=len(rows)))
+    sheet = write_cue_sheet(out / "sample.cues.json", mixes)
+    save_render_report(out / REPORT_NAME, RenderReport(
+        script="sample.fountain", script_name="sample", status="completed", engine={"name": "synthetic"},
+        scenes=records, outputs={"cues": sheet.name}))  # a relative path: resolved against the render folder
     return store
 
 
@@ -354,19 +361,19 @@ def test_reads_the_assembly_cue_sheet_with_master_relative_times(tmp_path):
     scene1 = np.concatenate([pad, b.samples, pad])
     write_audio(out / "scenes" / "scene-001.wav", Audio(scene0, SR))
     write_audio(out / "scenes" / "scene-002.wav", Audio(scene1, SR))
-    n0, la, lb = len(scene0), len(a.samples), len(b.samples)
-    cue = lambda scene, who, text, start, length, base: {  # noqa: E731
-        "scene": scene, "heading": f"H{scene}", "character": who, "text": text, "key": f"line-{scene:032x}",
-        "start": (base + start) / SR, "end": (base + start + length) / SR, "scene_start": start / SR,
-        "scene_end": (start + length) / SR, "start_sample": base + start, "end_sample": base + start + length}
-    atomic_write_json(out / "title.cues.json", {
-        "sample_rate": SR,
-        "scenes": [{"scene": 1, "heading": "H1", "start_sample": 0}, {"scene": 3, "heading": "H3", "start_sample": n0}],
-        "lines": [cue(1, "ANA", "First line here.", SR // 2, la, 0), cue(3, "BO", "Second.", SR // 2, lb, n0)]})
-    atomic_write_json(out / "render-report.json", {"script": "/x/title.fountain", "engine": {
-        "name": "qwen3", "model_id": str(tmp_path / "models" / "base"), "reason": "auto: found"}, "scenes": [
-        {"scene": "1", "index": 1, "path": str(out / "scenes" / "scene-001.wav")},
-        {"scene": "2", "index": 3, "path": str(out / "scenes" / "scene-002.wav")}]})
+    pa, pb = out / "scenes" / "scene-001.wav", out / "scenes" / "scene-002.wav"
+    line_a = TimedLine("line-a", "ANA", "First line here.", SR // 2, SR // 2 + a.samples.size, SR, 1, "H1")
+    line_b = TimedLine("line-b", "BO", "Second.", SR // 2, SR // 2 + b.samples.size, SR, 3, "H3")
+    mixes = [SceneMixResult(pa, scene0.size / SR, SR, (line_a,), scene0.size, 1, 1, "H1"),
+             SceneMixResult(pb, scene1.size / SR, SR, (line_b,), scene1.size, 1, 3, "H3")]
+    sheet = write_cue_sheet(out / "title.cues.json", mixes)
+    assert load_cue_sheet(sheet).lines[1].start_sample == scene0.size + SR // 2  # master-relative on the sheet
+    save_render_report(out / REPORT_NAME, RenderReport(
+        script="/x/title.fountain", script_name="title", status="completed",
+        engine={"name": "qwen3", "model_id": str(tmp_path / "models" / "base"), "reason": "auto: found"},
+        scenes=[SceneRecord(scene="1", index=1, heading="H1", status="done", path=str(pa)),
+                SceneRecord(scene="2", index=3, heading="H3", status="done", path=str(pb))],
+        outputs={"cues": str(sheet)}))
     g = fingerprint_render(out)
     assert [(x.id, x.start, x.gap) for x in g.lines] == [("s1/ANA/1", 0.5, 0.5), ("s3/BO/1", 0.5, 0.5)]
     assert g.lines[0].audio.digest == a.digest() and g.lines[1].audio.digest == b.digest()  # exact slices

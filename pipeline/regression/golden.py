@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from ..audio import Audio, read_audio
-from ..errors import RegressionError
+from ..cue_sheet import load_cue_sheet
+from ..errors import ReadthroughError, RegressionError
 from ..files import atomic_write_text
+from ..render_report import REPORT_NAME, RenderReport, load_render_report
 from .measure import AudioMeasures, measure
 
 FINGERPRINT_VERSION = 1
@@ -143,94 +145,54 @@ def fingerprint_line(
 
 # ------------------------------------------------------------------------------------- reading a render folder
 
-CUE_SHEET_NAMES = ("cue-sheet.json", "cues.json", "master.cues.json")
-REPORT_NAME = "render-report.json"
-
 
 @dataclass(frozen=True)
-class CueSheetLine:
-    """One line of the cue sheet, with times relative to its scene file."""
+class SceneLine:
+    """One line of the cue sheet, with exact positions relative to its scene file."""
 
     scene: int
     heading: str
     character: str
     text: str
-    start: float  # seconds from the start of the scene file
-    end: float
     key: str
-    start_sample: int | None = None  # the same, in samples of the scene file, when the cue sheet has them
-    end_sample: int | None = None
+    start_sample: int  # in the scene file
+    end_sample: int
+    sample_rate: int
+
+    @property
+    def start(self) -> float:
+        return self.start_sample / self.sample_rate
+
+    @property
+    def end(self) -> float:
+        return self.end_sample / self.sample_rate
 
 
-def read_cue_sheet(out_dir: str | os.PathLike) -> list[CueSheetLine]:
-    """The render's cue sheet. Accepts the assembly's format — {"scenes": [{scene, start_sample, …}], "lines":
-    [{scene, heading, character, text, key, start, end, scene_start, scene_end, start_sample, …}]} with
-    master-relative start/end — and a plain list of {scene, heading, character, text, start, end, key} with
-    scene-relative times. `scene` may be an index or a label; labels are numbered in order of appearance."""
+def _no_render(out_dir: Path, why: str) -> RegressionError:
+    return RegressionError(f"No cue sheet in {out_dir} ({why}). Render the script there first "
+                           f"(readthrough render SCRIPT -o {out_dir}).")
+
+
+def read_render(out_dir: str | os.PathLike) -> tuple[RenderReport, list[SceneLine]]:
+    """The render report and its cue sheet's lines (scene-relative sample positions, from the exact master
+    positions: the sheet's seconds are rounded to the millisecond, which would make pauses jitter by 1 ms)."""
     out_dir = Path(out_dir)
-    path = _find_cue_sheet(out_dir)
+    if not (out_dir / REPORT_NAME).is_file():
+        raise _no_render(out_dir, f"no {REPORT_NAME}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise RegressionError(f"{path}: cannot read the cue sheet ({e}). Render the script again.") from None
-    entries = data.get("lines", data.get("cues")) if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise RegressionError(f"{path}: expected a list of cues. Render the script again with this version.")
-    meta = data if isinstance(data, dict) else {}
-    spans = {s.get("scene"): s for s in (meta.get("scenes") or []) if isinstance(s, dict)}
-    rate = meta.get("sample_rate") if isinstance(meta.get("sample_rate"), int) else None
-    labels: dict[Any, int] = {}
-    cues = []
-    for n, e in enumerate(entries, 1):
-        try:
-            cues.append(_cue(e, spans, labels, rate))
-        except (KeyError, TypeError, ValueError) as err:
-            raise RegressionError(
-                f"{path}: cue {n} is incomplete ({err!r}); it needs scene, character, start and end."
-            ) from None
-    return cues
-
-
-def _cue(e: dict, spans: dict, labels: dict, rate: int | None) -> CueSheetLine:
-    """One cue with scene-relative times; exact ones from sample positions where the cue sheet has them (its
-    seconds are rounded to the millisecond, which would make pauses jitter by 1 ms)."""
-    raw = e["scene"]
-    scene = raw if isinstance(raw, int) and not isinstance(raw, bool) else labels.setdefault(raw, len(labels) + 1)
-    start, end = float(e.get("scene_start", e["start"])), float(e.get("scene_end", e["end"]))
-    a = b = None
-    base = (spans.get(raw) or {}).get("start_sample")
-    if e.get("start_sample") is not None and e.get("end_sample") is not None and (base is not None or not spans):
-        a, b = int(e["start_sample"]) - int(base or 0), int(e["end_sample"]) - int(base or 0)
-        if rate:
-            start, end = a / rate, b / rate
-    return CueSheetLine(scene, str(e.get("heading") or ""), str(e["character"]), str(e.get("text", "")), start, end,
-               str(e.get("key", "")), a, b)
-
-
-def _find_cue_sheet(out_dir: Path) -> Path:
-    for name in CUE_SHEET_NAMES:
-        if (out_dir / name).is_file():
-            return out_dir / name
-    report = _read_report(out_dir)
-    outputs = report.get("outputs") if isinstance(report.get("outputs"), dict) else {}
-    for k in ("cue_sheet", "cues"):
-        p = outputs.get(k) or report.get(k)
-        if isinstance(p, str) and _resolve(out_dir, p).is_file():
-            return _resolve(out_dir, p)
-    found = sorted(out_dir.glob("*cue*.json"))
-    if found:
-        return found[0]
-    raise RegressionError(
-        f"No cue sheet in {out_dir}. Render the script there first (readthrough render SCRIPT -o {out_dir})."
-    )
-
-
-def _read_report(out_dir: Path) -> dict:
-    try:
-        data = json.loads((out_dir / REPORT_NAME).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        report = load_render_report(out_dir)
+        if "cues" not in report.outputs:
+            raise _no_render(out_dir, "the render wrote no master: render every scene")
+        sheet = load_cue_sheet(_resolve(out_dir, report.outputs["cues"]))
+    except ReadthroughError as e:
+        if isinstance(e, RegressionError):
+            raise
+        raise RegressionError(str(e)) from None
+    base = {s.scene: s.start_sample for s in sheet.scenes}
+    rate = sheet.sample_rate or 0
+    lines = [SceneLine(c.scene, c.heading or "", c.character, c.text, c.key, c.start_sample - base.get(c.scene, 0),
+                       c.end_sample - base.get(c.scene, 0), rate) for c in sheet.lines]
+    return report, lines
 
 
 def _resolve(out_dir: Path, p: str) -> Path:
@@ -238,34 +200,12 @@ def _resolve(out_dir: Path, p: str) -> Path:
     return path if path.is_absolute() else out_dir / path
 
 
-def scene_files(out_dir: str | os.PathLike) -> dict[int, Path]:
-    """Scene index -> its audio file, from render-report.json ("scenes": [{index|scene, path|file|audio}]), else
-    from file names that carry the scene number (scene-01.wav, scenes/01-ext-lighthouse.wav)."""
-    out_dir = Path(out_dir)
-    found: dict[int, Path] = {}
-    scenes = _read_report(out_dir).get("scenes") or []
-    if isinstance(scenes, dict):
-        scenes = [{"index": k, **v} if isinstance(v, dict) else {"index": k, "path": v} for k, v in scenes.items()]
-    for pos, s in enumerate(scenes, 1):
-        if not isinstance(s, dict):
-            continue
-        p = next((s[k] for k in ("path", "file", "audio", "output") if isinstance(s.get(k), str)), None)
-        idx = s.get("index", s.get("scene_index", s.get("scene", pos)))
-        try:
-            idx = int(idx)
-        except (TypeError, ValueError):
-            idx = pos
-        if p and _resolve(out_dir, p).is_file():
-            found[idx] = _resolve(out_dir, p)
-    if found:
-        return found
-    import re
-
-    for path in sorted([*out_dir.glob("*.wav"), *out_dir.glob("*.flac"), *out_dir.glob("scenes/*.wav"),
-                        *out_dir.glob("scenes/*.flac")]):
-        m = re.match(r"^(?:scene[-_ ]?)?(\d+)\b", path.stem, re.IGNORECASE)
-        if m:
-            found.setdefault(int(m.group(1)), path)
+def scene_files(out_dir: Path, report: RenderReport) -> dict[int, Path]:
+    """Scene index -> its audio file, for the scenes the report says are done."""
+    found = {}
+    for s in report.scenes:
+        if s.status == "done" and s.path and _resolve(out_dir, s.path).is_file():
+            found[s.index] = _resolve(out_dir, s.path)
     return found
 
 
@@ -273,10 +213,9 @@ def fingerprint_render(out_dir: str | os.PathLike, store=None, engine=None, scri
     """Fingerprint a finished render: its cue sheet, per-scene audio files and (with `store`, a LineStore) each
     line's take. Without a store — or for a key it lacks — a line is the slice [start, end) of its scene file."""
     out_dir = Path(out_dir)
-    cues = read_cue_sheet(out_dir)
-    files = scene_files(out_dir)
-    report = _read_report(out_dir)
-    by_scene: dict[int, list[CueSheetLine]] = defaultdict(list)
+    report, cues = read_render(out_dir)
+    files = scene_files(out_dir, report)
+    by_scene: dict[int, list[SceneLine]] = defaultdict(list)
     for cue in cues:
         by_scene[cue.scene].append(cue)
     lines: list[LineFingerprint] = []
@@ -301,16 +240,15 @@ def fingerprint_render(out_dir: str | os.PathLike, store=None, engine=None, scri
         heading = next((c.heading for c in by_scene.get(index, ()) if c.heading), "")
         rel = Path(os.path.relpath(files[index], out_dir)).as_posix() if index in files else None
         scenes.append(SceneFingerprint(index, heading, rel, measure(mix) if mix is not None else None, tuple(timings)))
-    name = script or str(report.get("script") or out_dir.name)
+    name = script or report.script
     return Golden(script=Path(name).stem, scenes=tuple(scenes), lines=tuple(lines), engine=_portable_engine(report))
 
 
-def _portable_engine(report: dict) -> dict[str, Any]:
+def _portable_engine(report: RenderReport) -> dict[str, Any]:
     """The render's engine description without what differs between machines and runs: the auto-selection
     reason, and local model folders (kept as their last path part)."""
-    info = report.get("engine") if isinstance(report.get("engine"), dict) else {}
     out = {}
-    for k, v in info.items():
+    for k, v in report.engine.items():
         if k == "reason":
             continue
         if isinstance(v, str) and ("/" in v or "\\" in v) and Path(v).is_absolute():
@@ -326,16 +264,12 @@ def default_golden_dir(script: str | os.PathLike) -> Path:
     return script.parent / "golden" / script.stem
 
 
-def _line_audio(cue: CueSheetLine, store, mix: Audio | None) -> tuple[Audio | None, str]:
+def _line_audio(cue: SceneLine, store, mix: Audio | None) -> tuple[Audio | None, str]:
     if store is not None and cue.key and store.has(cue.key):
         return store.get(cue.key), "store"
     if mix is None:
         return None, ""
-    if cue.start_sample is not None and cue.end_sample is not None:
-        a, b = cue.start_sample, cue.end_sample
-    else:
-        a, b = round(cue.start * mix.sample_rate), round(cue.end * mix.sample_rate)
-    return Audio(mix.samples[a:b], mix.sample_rate), "scene"
+    return Audio(mix.samples[cue.start_sample:cue.end_sample], mix.sample_rate), "scene"
 
 
 # ------------------------------------------------------------------------------------------------ golden files
