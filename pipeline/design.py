@@ -23,14 +23,12 @@ import numpy as np
 
 from .analysis.profile import CharacterProfile
 from .audio import Audio, read_audio, write_audio
-from .config import CastingSettings
 from .files import atomic_write_json, slug
 from .keys import content_key
 
 AUDITION_VERSION = "1"
 MAX_DESCRIPTION_WORDS = 40
 # A pangram plus sibilants, a question (rising intonation) and varied vowels: every audition says the same text.
-SAMPLE_TEXT: str = CastingSettings.model_fields["sample_text"].default
 PINNED_REASON = "pinned by cast file"
 
 _NUMBER_WORDS = {1: "tens", 2: "twenties", 3: "thirties", 4: "forties", 5: "fifties", 6: "sixties",
@@ -67,10 +65,6 @@ def _first_sentence(text: str) -> str:
 
 def _article(word: str) -> str:
     return "An" if word[:1].lower() in "aeiou" else "A"
-
-
-def _join(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def describe(profile: CharacterProfile) -> str:

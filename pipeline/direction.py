@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
 
 from .screenplay import Dialogue
-
-DIRECTION_VERSION = "1"
 
 # (pattern over the lower-cased clause, instruct). First match per clause wins; order = specific before general.
 INSTRUCTS: tuple[tuple[str, str], ...] = (
@@ -153,13 +150,3 @@ def direct_dialogue(dialogue: Dialogue, beat: float = 0.8, max_instructs: int = 
         ))
         pause, notes = 0.0, []
     return out
-
-
-def instruct_for(parentheticals: Sequence[str]) -> str | None:
-    """The combined instruct of a list of parentheticals (for callers that do not need per-part direction)."""
-    found: list[str] = []
-    for text in parentheticals:
-        for ins in read_parenthetical(text).instructs:
-            if ins not in found:
-                found.append(ins)
-    return " ".join(found) or None

@@ -9,13 +9,12 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-from audio_fixtures import RATE, line, noise, runs, tone, write_line
+from audio_fixtures import RATE, line, noise, read_flac_chapters, read_wav_chapters, runs, tone, write_line
 
 from pipeline import loudness as ld
 from pipeline.assemble import MixLine, assemble_master, mix_scene, plan_scene
 from pipeline.timeline import SceneMixResult
 from pipeline.config import Settings
-from pipeline.deliver import read_flac_chapters, read_wav_chapters
 from pipeline.errors import RenderError, SettingsError
 
 

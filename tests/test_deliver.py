@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_fixtures import RATE, line, runs
+from audio_fixtures import RATE, line, read_flac_chapters, read_wav_chapters, runs
 
 from pipeline.assemble import assemble_master, mix_scene
 from pipeline.timeline import Chapter, TimedLine
@@ -17,8 +17,6 @@ from pipeline.deliver import (
     add_flac_chapters,
     add_wav_chapters,
     ffmetadata,
-    read_flac_chapters,
-    read_wav_chapters,
     timeline_cues,
     write_audacity_labels,
     write_cue_sheet,

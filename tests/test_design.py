@@ -11,10 +11,10 @@ import pytest
 from fakes_casting import VectorEngine, one_hot
 from pipeline.analysis.profile import CharacterProfile
 from pipeline.audio import read_audio
+from pipeline.config import CastingSettings
 from pipeline.design import (
     MAX_DESCRIPTION_WORDS,
     PINNED_REASON,
-    SAMPLE_TEXT,
     Audition,
     audition,
     audition_key,
@@ -22,6 +22,8 @@ from pipeline.design import (
     describe,
     pick,
 )
+
+SAMPLE_TEXT = CastingSettings().sample_text
 
 
 def profile(**kw) -> CharacterProfile:

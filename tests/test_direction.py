@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.direction import ParentheticalDirection, direct_dialogue, instruct_for, read_parenthetical
+from pipeline.direction import ParentheticalDirection, direct_dialogue, read_parenthetical
 from pipeline.screenplay import Dialogue, DialoguePart
 
 
@@ -79,8 +79,3 @@ def test_effect_applies_to_whole_block():
     a, b = direct_dialogue(d)
     assert a.effects == b.effects == ("radio",)
     assert a.instruct is None and b.notes == ("on the radio",)
-
-
-def test_instruct_for_combines_unique():
-    assert instruct_for(["(angry)", "(beat)", "(angrily)", "(whispering)"]) == "Speak angrily. Whisper."
-    assert instruct_for(["(beat)"]) is None

@@ -1,13 +1,12 @@
-"""Property tests: any text parses without exception in bounded time, and parse → emit → parse is stable."""
+"""Property tests: any text parses without exception in bounded (linear) work, and parse → emit → parse is stable."""
 
 from __future__ import annotations
-
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.fountain import emit_fountain, parse_fountain, speech_text
+from work import count_calls
 
 # Fountain-significant fragments, so generated text hits the interesting paths (cues, carets, notes, boneyard…)
 FRAGMENTS = [
@@ -19,22 +18,24 @@ script_like = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)
 any_text = st.one_of(script_like, st.text(max_size=300), st.binary(max_size=300).map(
     lambda b: b.decode("utf-8", errors="replace")))
 
-PARSE_LIMIT_S = 1.0  # a few hundred characters must never take long: no backtracking blow-ups
+def work_bound(text: str) -> int:
+    """Calls the parser may make for `text`: linear in its length (measured ≈9 per character at most, on inputs
+    built to make naive parsers loop), so a quadratic pass over the text cannot hide."""
+    return 200 + 20 * len(text)
 
 
-@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_text)
-def test_any_text_parses_quickly(text):
-    start = time.perf_counter()
+def test_any_text_parses_in_linear_work(text):
+    assert count_calls(parse_fountain, text) <= work_bound(text)
     sp = parse_fountain(text)
-    assert time.perf_counter() - start < PARSE_LIMIT_S
     for _, d in sp.dialogues():
         assert d.character == d.character.upper().strip()
         for p in d.parts:
             speech_text(p.text)
 
 
-@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_text)
 def test_parse_emit_parse_round_trip(text):
     first = parse_fountain(text)
@@ -47,6 +48,4 @@ def test_pathological_inputs_are_linear():
     for text in ["[[" * 20000, "/*" * 20000 + "*/", "(" * 20000, "A\n" * 20000, "*" * 40000 + "x",
                  "JOHN\n" + "(\n" * 10000, "[[" * 5000 + "a" * 100000 + "\n\n]]", "INT. " * 5000,
                  "Title: x\n" + "   y\n" * 10000]:
-        start = time.perf_counter()
-        parse_fountain(text)
-        assert time.perf_counter() - start < 2.0, text[:20]
+        assert count_calls(parse_fountain, text) <= work_bound(text), text[:20]
