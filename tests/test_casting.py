@@ -280,3 +280,41 @@ def test_cast_file_vox_voice_is_imported_and_renders(tmp_path, tiny_models):
     assert np.allclose(lock.x_vector, original.x_vector, atol=1e-6)
     [outcome] = engine.render(lock, [RenderJob(key="line-vox", text="Still here, Otto.", seed=5)])
     assert outcome.ok, outcome.error
+
+
+def test_the_casting_loop_takes_its_steps_as_plain_functions():
+    """The loop the flow runs with cached tasks, driven here by plain recording functions: the order of the steps,
+    what each is given, and that a pinned pick and the voices already cast reach `pick`."""
+    from pipeline.casting import CastingSteps, Pick, cast_characters
+    from pipeline.analysis.heuristic import HeuristicAnalyzer
+    from pipeline.design import Audition
+
+    calls = []
+
+    def design(name, description, seeds):
+        calls.append(("design", name))
+        return [Audition(name, i, s, description, "t", f"/a/{name}-{i}.wav", f"d{i}", f"k{i}")
+                for i, s in enumerate(seeds)]
+
+    def pick(name, auditions, cast, pinned):
+        calls.append(("pick", name, tuple(sorted(cast)), pinned))
+        return Pick(pinned if pinned is not None else 0, "picked", np.ones(2, np.float32))
+
+    steps = CastingSteps(
+        analyze=lambda name, evidence, overrides: calls.append(("analyze", name))
+        or HeuristicAnalyzer().analyze(evidence),
+        design=design, pick=pick,
+        lock=lambda name, chosen: calls.append(("lock", name, chosen.index)) or (f"/l/{name}", f"digest-{name}"),
+        pinned=lambda name, profile, entry: pytest.fail("nothing is pinned"),
+        release=lambda: calls.append(("release",)),
+    )
+    castfile = CastFile(characters={"JUNE": CastEntry("JUNE", audition=2)})
+    results = cast_characters(EVS, SETTINGS.with_overrides({"casting.extras_pool": 1, "casting.extras_max_lines": 2}),
+                              castfile, steps)
+    assert list(results) == list(EVS) and results["JUNE"].chosen == 2 and results["JUNE"].lock_digest == "digest-JUNE"
+    assert [c for c in calls if c[0] == "analyze"] == [("analyze", n) for n in EVS]
+    picks = [c for c in calls if c[0] == "pick"]
+    assert picks[0] == ("pick", "MARGARET", (), None)  # the lead has nothing to differ from
+    assert ("pick", "JUNE", ("MARGARET", "TOMAS"), 2) in picks  # the pin and the voices cast before it
+    assert results["OTTO"].source == "extra" and results["OTTO"].extra_voice == "EXTRAS POOL 1"
+    assert calls[-1] == ("release",)
