@@ -189,7 +189,7 @@ def test_full_render_preview_engine_speaks_every_line(tmp_path, script):
     state, report = render(script, out, engine="preview")
     assert state.is_completed(), state.message
     deliverables(out, report)
-    assert report["engine"]["name"] == "preview" and report["engine"]["model"].startswith("espeak-ng")
+    assert report["engine"]["name"] == "preview" and report["engine"]["model_id"].startswith("espeak-ng")
     assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
     cues = json.loads(Path(report["outputs"]["cues"]).read_text())
     master, rate = sf.read(report["outputs"]["master_wav"], dtype="float32")
