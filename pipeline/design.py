@@ -13,13 +13,13 @@ and `pick` chooses the audition that keeps the cast most distinct.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from .analysis.profile import CharacterProfile
 from .audio import Audio, read_audio, write_audio
@@ -137,6 +137,18 @@ def audition_key(description: str, design_model_id: str, seed: int, text: str) -
                        {"description": description, "model": design_model_id, "seed": seed, "text": text})
 
 
+class AuditionSidecar(BaseModel):
+    """The JSON beside each audition WAV: what made it. Its `key` lets a rerun reuse the WAV."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str
+    character: str
+    seed: int
+    description: str
+    text: str
+    model: str  # the design model's identity
+
+
 def audition_paths(out_dir: str | Path, character: str, index: int) -> tuple[Path, Path]:
     """(WAV, JSON sidecar) of one audition: `<out_dir>/<slug>/audition-<index>.wav` (index from 0)."""
     folder = Path(out_dir) / slug(character)
@@ -145,9 +157,9 @@ def audition_paths(out_dir: str | Path, character: str, index: int) -> tuple[Pat
 
 def _cached(wav: Path, sidecar: Path, key: str) -> Audio | None:
     try:
-        if json.loads(sidecar.read_text(encoding="utf-8")).get("key") == key and wav.is_file():
+        if AuditionSidecar.model_validate_json(sidecar.read_text(encoding="utf-8")).key == key and wav.is_file():
             return read_audio(wav)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # missing, unreadable or not our schema (ValidationError): design it again
         return None
     return None
 
@@ -171,8 +183,8 @@ def audition(engine, description: str, n: int, seeds: Sequence[int], text: str, 
             wav, sidecar = audition_paths(out_dir, character, i)
             write_audio(wav, a)
             audios[i] = read_audio(wav)
-            atomic_write_json(sidecar, {"key": keys[i], "character": character, "seed": seeds[i],
-                                        "description": description, "text": text, "model": model})
+            atomic_write_json(sidecar, AuditionSidecar(key=keys[i], character=character, seed=seeds[i],
+                                                       description=description, text=text, model=model).model_dump())
     return [
         Audition(character=character, index=i, seed=seeds[i], description=description, text=text,
                  path=str(audition_paths(out_dir, character, i)[0]), digest=audios[i].digest(), key=keys[i])
