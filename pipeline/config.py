@@ -19,6 +19,7 @@ from .errors import SettingsError, did_you_mean
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package
 DEFAULT_SETTINGS = CONFIG_DIR / "default.toml"
 MasterFormat = Literal["wav", "flac", "m4b", "mp3"]
+BROADCAST = (-16.0, -1.0)  # loudness.preset "broadcast": integrated LUFS, true-peak ceiling (dBTP)
 _LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}([-_][a-z0-9]{2,8})*$", re.IGNORECASE)  # BCP-47 shape: en, en-GB, pt_BR
 
 
@@ -113,6 +114,15 @@ class LoudnessSettings(_Frozen):
         if not -60.0 <= low <= high <= 0.0:
             raise ValueError(f"must be [low, high] dB RMS with -60 <= low <= high <= 0; got {list(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _preset_agrees(self):
+        """"broadcast" is -16 LUFS / -1 dBTP: other values need preset "custom" (else they would silently win)."""
+        if self.preset == "broadcast" and (self.target_lufs, self.true_peak_db) != BROADCAST:
+            raise ValueError(f"preset \"broadcast\" is {BROADCAST[0]:g} LUFS and {BROADCAST[1]:g} dBTP, but "
+                             f"target_lufs = {self.target_lufs:g} and true_peak_db = {self.true_peak_db:g}: set "
+                             "loudness.preset = \"custom\" to use your own target")
+        return self
 
 
 class OutputSettings(_Frozen):

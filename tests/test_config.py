@@ -57,7 +57,7 @@ def test_every_number_has_bounds():
 
 @pytest.mark.parametrize("key, value, words", [
     ("pauses.beat", -5, "greater than or equal to 0"),
-    ("loudness.target_lufs", 50, "less than or equal to -5"),
+    ("loudness.line_lufs", 50, "less than or equal to -5"),
     ("render.seconds_per_word", 1e308, "less than or equal to 10"),
     ("render.top_p", 0, "greater than 0"),
     ("output.dual_pan", 2, "less than or equal to 1"),
@@ -127,3 +127,11 @@ def test_a_file_overrides_only_what_it_names(tmp_path):
     path.write_text("[render]\nbatch_size = 4\n", encoding="utf-8")
     s = load_settings(path)
     assert s.render.batch_size == 4 and s.render.temperature == Settings().render.temperature
+
+
+def test_target_lufs_out_of_range_and_the_broadcast_preset():
+    with pytest.raises(SettingsError, match=r"loudness.target_lufs: Input should be less than or equal to -5.*50"):
+        load_settings(overrides={"loudness.target_lufs": 50, "loudness.preset": "custom"})
+    with pytest.raises(SettingsError, match='loudness: .*preset "broadcast" is -16 LUFS.*set loudness.preset = "custom"'):
+        load_settings(overrides={"loudness.target_lufs": -20})
+    assert load_settings(overrides={"loudness.target_lufs": -20, "loudness.preset": "custom"}).loudness.target_lufs == -20
