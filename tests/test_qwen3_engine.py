@@ -78,31 +78,29 @@ def test_design_lock_render_end_to_end(engine, audition, clone_lock):
         assert np.all(np.isfinite(o.audio.samples)) and o.tokens > 0
 
 
-def test_lock_render_is_bit_identical_to_mlx_audio_generate(engine, clone_lock, tiny_models):
-    """The saved-then-loaded lock carries the voice unchanged: same seed, same options ⇒ the same samples as
-    mlx-audio's own generate() on an independently loaded model (its ICL cache cold)."""
+def test_lock_render_matches_mlx_audio_generate_when_greedy(clone_lock, tiny_models):
+    """The saved-then-loaded lock carries the voice unchanged and the session builds mlx-audio's own ICL prompt:
+    with temperature 0 (sampling streams play no part) a render gives the same tokens and samples as mlx-audio's
+    generate() on an independently loaded model (its ICL cache cold). With sampling on, lines draw from their
+    own random streams (tests/test_qwen3_session.py), so they no longer equal generate() after mx.random.seed."""
     import mlx.core as mx
     from mlx_audio.tts.utils import load
 
-    s = engine.options
+    greedy = create_engine("qwen3", _settings(temperature=0.0, max_retakes=0), tiny_models)
+    s = greedy.options
     text = "Hello there, captain."
-    for seed in range(200, 206):  # the first seed whose first take is kept (a retake would change the seed)
-        [out] = engine.render(clone_lock, [RenderJob(key="k", text=text, seed=seed)])
-        if out.ok and out.retakes == 0:
-            break
-    assert out.ok and out.retakes == 0
+    [out] = greedy.render(clone_lock, [RenderJob(key="k", text=text, seed=1)])
     cap = qwen3.max_tokens_for(text, s.seconds_per_word, s.min_seconds)
 
     def reference():
         model = load(str(tiny_models / "base"))
-        mx.random.seed(seed)
         parts = list(model.generate(text, ref_audio=mx.array(clone_lock.ref_audio), ref_text=clone_lock.ref_text,
-                                    lang_code="english", max_tokens=cap, temperature=s.temperature, top_k=s.top_k,
+                                    lang_code="english", max_tokens=cap, temperature=0.0, top_k=s.top_k,
                                     top_p=s.top_p, repetition_penalty=s.repetition_penalty))
         return np.array(parts[0].audio), parts[0].token_count
 
     ref_audio, ref_tokens = mlx_runtime.on_mlx_thread(reference)
-    assert out.tokens == ref_tokens
+    assert out.tokens == ref_tokens > 1
     assert np.array_equal(out.audio.samples, ref_audio)
 
 

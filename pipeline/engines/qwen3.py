@@ -9,9 +9,9 @@ Models: each model folder loads once per process (`_MODELS`, keyed by resolved p
 is checked against `settings.models.memory_factor` × the weights size. Hub ids resolve through the local Hugging
 Face cache; offline, a missing id fails with a message that says how to fetch it or use a local folder.
 
-Determinism: `mx.random.seed(seed)` before each generation call. A batch is seeded from its first job's seed, so a
-line's audio is reproducible for the same batch; a batch of one (and every retake) is seeded from the line's own
-seed and is bit-identical to `model.generate(ref_audio=, ref_text=)` with that seed.
+Determinism: every clone line samples from its own random stream (`mx.random.key(line seed)`, split per step;
+pipeline.engines.qwen3_session), so its tokens do not depend on which lines share its batch; a retake uses seed+1,
+…. Preset (CustomVoice) lines render one at a time after `mx.random.seed(line seed)`.
 """
 
 from __future__ import annotations
@@ -284,45 +284,46 @@ class Qwen3Engine:
         return np.array(x, dtype=np.float32).reshape(-1)
 
     # -- rendering --
-    def render(self, lock: VoiceLock, jobs: Sequence[RenderJob]) -> list[RenderOutcome]:
-        jobs = list(jobs)
-        if not jobs:
-            return []
+    def check_lock(self, lock: VoiceLock) -> None:
+        """Raise VoiceLockError, saying the fix, for a lock this engine cannot render."""
         if lock.kind not in ("clone", "preset"):
             raise VoiceLockError(f"Voice {lock.name!r} is a {lock.kind!r} lock made by the {lock.engine!r} engine; "
                                  f"the qwen3 engine renders clone and preset locks. Re-cast with --engine qwen3.")
         if lock.kind == "clone" and (lock.ref_audio is None or not lock.ref_text.strip()):
             raise VoiceLockError(f"Voice {lock.name!r}: clone lock has no reference audio or text; re-lock the voice "
                                  f"with `readthrough cast SCRIPT --force`.")
-        for j in jobs:
-            language_name(j.language)
-        return on_mlx_thread(self._render, lock, jobs)
 
-    def _render(self, lock: VoiceLock, jobs: list[RenderJob]) -> list[RenderOutcome]:
-        outcomes: dict[int, RenderOutcome] = {}
-        first: dict[int, _Take] = {}
-        if lock.kind == "clone":
-            self._prime_icl_cache(lock)
-            size = self.options.batch_size
-            for lang, idx in self._by_language(jobs).items():
-                for start in range(0, len(idx), size):
-                    chunk = idx[start:start + size]
-                    for i, take in zip(chunk, self._clone_takes(lock, [jobs[i] for i in chunk], lang,
-                                                                jobs[chunk[0]].seed)):
-                        first[i] = take
-        else:
-            for i, job in enumerate(jobs):
-                first[i] = self._preset_take(lock, job, job.seed)
-        for i, job in enumerate(jobs):
-            outcomes[i] = self._settle(lock, job, first[i])
-        return [outcomes[i] for i in range(len(jobs))]
+    def session(self, batch_size: int | None = None, policy: str = "continuous"):
+        """A render session (pipeline.engines.session): clone lines of any voices share continuous batches, each
+        line on its own random stream (pipeline.engines.qwen3_session)."""
+        from .qwen3_session import Qwen3RenderSession
 
-    @staticmethod
-    def _by_language(jobs: list[RenderJob]) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = {}
-        for i, j in enumerate(jobs):
-            groups.setdefault(language_name(j.language), []).append(i)
-        return groups
+        return Qwen3RenderSession(self, batch_size or self.options.batch_size, policy)
+
+    def prompt_builder(self):
+        """The ICL prompt builder of the current Base model, one per process (MLX thread)."""
+        from .qwen3_session import PromptBuilder
+
+        model = self.model("base")
+        builder = getattr(model, "_readthrough_prompts", None)
+        if builder is None:
+            builder = model._readthrough_prompts = PromptBuilder(model)
+        return builder
+
+    def render(self, lock: VoiceLock, jobs: Sequence[RenderJob]) -> list[RenderOutcome]:
+        """`jobs` in `lock`'s voice through one session: the same tokens as inside any other batch."""
+        from .session import SessionRow
+
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        outcomes: dict[str, RenderOutcome] = {}
+        self.session().run([SessionRow(lock, j) for j in jobs], lambda o: outcomes.__setitem__(o.key, o))
+        return [outcomes[j.key] for j in jobs]
+
+    def render_preset(self, lock: VoiceLock, job: RenderJob) -> RenderOutcome:
+        """One CustomVoice line, retaken with seed+1, … up to max_retakes (MLX thread)."""
+        return self._settle(lock, job, self._preset_take(lock, job, job.seed))
 
     def _settle(self, lock: VoiceLock, job: RenderJob, take: _Take) -> RenderOutcome:
         """Keep a good first take; otherwise retake this job alone with seed+1, seed+2, … up to max_retakes."""
@@ -335,58 +336,8 @@ class Qwen3Engine:
                                      error=f"{reason} (after {retakes + 1} takes, seeds {job.seed}..{seed})")
             retakes += 1
             seed = job.seed + retakes
-            if lock.kind == "clone":
-                take = self._clone_takes(lock, [job], language_name(job.language), seed)[0]
-            else:
-                take = self._preset_take(lock, job, seed)
+            take = self._preset_take(lock, job, seed)
         return RenderOutcome(key=job.key, audio=take.audio, tokens=take.tokens, retakes=retakes, seed=seed)
-
-    def _prime_icl_cache(self, lock: VoiceLock) -> None:
-        """Hand mlx-audio the lock's own reference codes, so the voice comes from the lock file rather than from
-        re-encoding its audio (identical on the machine that made it; it also skips the encode). mlx-audio 0.6.2
-        keys its in-process ICL cache by (ref_text, (size, sum of the reference samples)); the x-vector is always
-        recomputed from the reference audio by mlx-audio. Without that private cache nothing breaks: mlx-audio
-        encodes the reference itself."""
-        import mlx.core as mx
-
-        model = self.model("base")
-        cache = getattr(model, "_icl_cache", None)
-        if not isinstance(cache, dict) or lock.ref_codes is None or lock.ref_audio is None:
-            return
-        codes, _ = self.clone_prompt(lock)
-        wav = mx.array(_ref_samples(lock))
-        key = (lock.ref_text, (wav.size, float(wav.sum())))
-        if key in cache:
-            return
-        ids = model.tokenizer.encode(f"<|im_start|>assistant\n{lock.ref_text}<|im_end|>\n")
-        text_ids = mx.array(ids)[None, :][:, 3:-2]
-        cache[key] = (mx.array(np.asarray(codes, dtype=np.int32))[None], text_ids)
-
-    def _clone_takes(self, lock: VoiceLock, jobs: list[RenderJob], lang: str, seed: int) -> list[_Take]:
-        """One batched Base ICL call for `jobs` (same voice and language), seeded with `seed`."""
-        import mlx.core as mx
-
-        model = self.model("base")
-        caps = [self._cap(j.text) for j in jobs]
-        texts = [j.text for j in jobs]
-        mx.random.seed(int(seed))
-        results: dict[int, Any] = {}
-        try:
-            for r in model.batch_generate(texts, ref_audio=mx.array(_ref_samples(lock)), ref_text=lock.ref_text,
-                                          lang_code=lang, max_tokens=max(caps), **self._sampling()):
-                results[r.sequence_idx] = r
-        except Exception as e:  # one bad batch must not stop the script: each job gets the reason (and retakes)
-            return [_Take(None, 0, f"engine error: {type(e).__name__}: {e}") for _ in jobs]
-        takes = []
-        for i, (job, cap) in enumerate(zip(jobs, caps)):
-            # mlx-audio's batched ICL also stops each line at max(75, 6 × its text tokens) frames (0.6.2).
-            internal = max(75, 6 * len(model.tokenizer.encode(job.text)))
-            r = results.get(i)
-            audio = _to_audio(r.audio, model.sample_rate) if r is not None else None
-            tokens = int(r.token_count) if r is not None else 0
-            takes.append(_Take(audio, tokens, _judge(audio, tokens, min(cap, internal),
-                                                     self.options.silence_rms)))
-        return takes
 
     def _preset_take(self, lock: VoiceLock, job: RenderJob, seed: int) -> _Take:
         import mlx.core as mx

@@ -1,0 +1,132 @@
+"""Continuous batching of clone prompts on tiny checkpoints: per-line streams, mixed voices, faithfulness to
+mlx-audio's own ICL prompt, batching figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_settings
+from pipeline.engines import create_engine, qwen3
+from pipeline.engines.base import RenderJob
+from pipeline.engines.session import SessionRow, open_session
+
+pytestmark = pytest.mark.tiny
+
+SAMPLE = "The quick brown fox jumps over the lazy dog."
+TEXTS = ["Hello there.", "Where is the ship going tonight, captain?", "Aye.", "We sail at dawn, or not at all.",
+         "Fetch the lantern.", "No.", "The tide turns at four and the wind is against us.", "Go below."]
+
+
+def _settings(**overrides):
+    return load_settings(overrides={"render.batch_size": 8, "render.max_retakes": 2,
+                                    **{f"render.{k}": v for k, v in overrides.items()}})
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models):
+    return create_engine("qwen3", _settings(), tiny_models)
+
+
+@pytest.fixture(scope="module")
+def locks(engine):
+    """Three clone voices (different auditions)."""
+    out = []
+    for i, seed in enumerate((11, 12, 13)):
+        audio = engine.design(f"voice {i}", SAMPLE, [seed], "en")[0]
+        out.append(engine.lock(audio, SAMPLE, "en", name=f"V{i}", seed=seed))
+    return out
+
+
+def _rows(locks, seed=900):
+    return [SessionRow(locks[i % len(locks)], RenderJob(key=f"line-{i:02d}", text=t, seed=seed + i))
+            for i, t in enumerate(TEXTS)]
+
+
+def _run(engine, rows, batch_size, policy="continuous"):
+    session = engine.session(batch_size, policy)
+    outcomes = {}
+    session.run(rows, lambda o: outcomes.__setitem__(o.key, o))
+    return outcomes, session.stats
+
+
+def _digest(outcome):
+    return None if outcome.audio is None else (outcome.tokens, outcome.seed, outcome.audio.digest())
+
+
+def _run_to_caps(engine, rows, batch_size, policy="continuous"):
+    """End of speech disabled, every take kept: each row runs to its own cap (10–60 frames), so rows finish at
+    different steps and later rows join a batch in flight."""
+
+    def run():
+        model = engine.model("base")
+        talker = model.config.talker_config
+        old, talker.codec_eos_token_id = talker.codec_eos_token_id, talker.vocab_size
+        try:
+            session = engine.session(batch_size, policy).batch_session()
+            session.judge = lambda audio, tokens, cap: None
+            outcomes = {}
+            session.run(rows, lambda o: outcomes.__setitem__(o.key, o))
+            return outcomes, session.stats
+        finally:
+            talker.codec_eos_token_id = old
+
+    return qwen3.on_mlx_thread(run)
+
+
+@pytest.fixture(scope="module")
+def short_caps(tiny_models):
+    return create_engine("qwen3", _settings(seconds_per_word=0.4, min_seconds=0.8), tiny_models)
+
+
+def test_a_line_alone_equals_the_same_line_in_a_mixed_batch_of_eight(short_caps, locks):
+    rows = _rows(locks)
+    alone = {r.job.key: _run_to_caps(short_caps, [r], 1)[0][r.job.key] for r in rows}
+    mixed, stats = _run_to_caps(short_caps, rows, 8)
+    reordered, joined = _run_to_caps(short_caps, list(reversed(rows)), 3)  # rows join a batch in flight
+    assert set(mixed) == set(alone) == set(reordered) == {r.job.key for r in rows}
+    assert all(o.ok for o in mixed.values())
+    caps = {r.job.key: short_caps._cap(r.job.text) for r in rows}
+    assert {k: o.tokens for k, o in mixed.items()} == caps and len(set(caps.values())) >= 4
+    assert stats.steps == max(caps.values()) - 1  # the first frame comes from each row's prefill
+    assert joined.prefills == 8 and joined.steps < sum(caps.values())
+    flips = [k for k in alone if _digest(alone[k]) != _digest(mixed[k]) or _digest(alone[k]) != _digest(reordered[k])]
+    assert flips == [], f"{len(flips)}/8 lines changed with their batch neighbours"
+
+
+def test_a_line_alone_equals_itself_in_a_real_batch(engine, locks):
+    """With end of speech and retakes on (lines end early, some retake): still neighbour-independent."""
+    rows = _rows(locks)
+    alone = {r.job.key: _run(engine, [r], 1)[0][r.job.key] for r in rows}
+    mixed, _ = _run(engine, rows, 8)
+    assert {k: _digest(o) for k, o in mixed.items()} == {k: _digest(o) for k, o in alone.items()}
+
+
+def test_lines_of_three_voices_share_one_batch(engine, locks):
+    rows = _rows(locks)
+    outcomes, stats = _run(engine, rows, 8)
+    # one session, one continuous batch: far fewer steps than rendering voice by voice, rows kept busy
+    assert stats.prefills >= 8 and stats.mean_busy_rows > 1.5
+    assert 0.0 <= stats.padding_waste < 1.0
+
+
+def test_static_policy_waits_for_the_longest_row(engine, locks):
+    rows = _rows(locks)
+    _, continuous = _run(engine, rows, 4, "continuous")
+    _, static = _run(engine, rows, 4, "static")
+    assert continuous.lines == static.lines == 8
+    assert static.padding_waste >= continuous.padding_waste
+
+
+def test_open_session_falls_back_to_per_voice_batches():
+    from pipeline.engines.instant import InstantEngine
+    from pipeline.lock import VoiceLock
+
+    lock = VoiceLock(name="A", kind="instant", engine="instant", model_id="instant-1",
+                     params={"f0": 120.0, "bright": 0.5, "rate": 1.0})
+    session = open_session(InstantEngine(), 2)
+    got = []
+    session.run([SessionRow(lock, RenderJob(key=f"line-{i}", text="Hi there.", seed=i)) for i in range(5)],
+                got.append)
+    assert len(got) == 5 and all(o.ok for o in got)
+    assert session.stats.steps == 3 and session.stats.mean_busy_rows == pytest.approx(5 / 3)
