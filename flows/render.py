@@ -1,10 +1,12 @@
-"""The `render` flow: cast (cached) → per scene: plan, render missing lines through the LineStore, mix → master,
-cue sheet, subtitles; always a `render-report.json` in the output folder.
+"""The `render` flow: cast (cached) → plan every line of the run → render the missing ones in chunks through one
+engine session each (continuous batching across scenes and voices) → mix each scene as soon as its lines are stored
+→ master, cue sheet, subtitles; always a `render-report.json` in the output folder.
 
-Rerun semantics come from content keys: a scene task is cached on the scene key (its ordered line jobs, the
-assembly settings and its output path), lines on their line keys in the LineStore. Running again executes nothing
-that is done; editing one line changes one line key, so one engine call and one scene re-mix; a failed scene fails
-only its task — the others complete — and the flow ends Failed naming every failed scene and line with its reason.
+Rerun semantics come from content keys: lines live under their line keys in the LineStore (the render tasks' cache:
+only missing lines are sent to them), a scene mix task is cached on the scene key (its ordered line jobs, the
+assembly settings and its output path). Running again executes nothing that is done; editing one line changes one
+line key, so one engine call and one scene re-mix; a failed line fails only its scene — the others complete — and
+the flow ends Failed naming every failed scene and line with its reason.
 `scenes=[...]` renders a subset (no master); `force=True` ignores every task cache (`refresh_cache`), while the
 LineStore still holds the lines already rendered under the same keys.
 """
@@ -23,8 +25,8 @@ from flows.concurrency import mlx_guard, mlx_slot
 from flows.cast import _with_outputs, cast_characters, cast_rows, load_cast, make_spec
 from flows.reporting import ProgressArtifact, cast_table_artifact, emit, outputs_artifact
 from flows.tasks import (
-    FLOW_VERSION, RunSpec, SceneRenderError, configured, evidence_task, file_stat, get_engine, master_task,
-    parse_task, render_scene_task,
+    FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, file_stat, get_engine, master_task,
+    mix_scene_task, parse_task, render_lines_task,
 )
 from pipeline.errors import RenderError, SettingsError
 from pipeline.keys import content_key
@@ -47,45 +49,120 @@ def _scene_record(label, index, heading, jobs) -> dict:
             "failed_lines": []}
 
 
-def _run_scene(t_scene, spec: RunSpec, screenplay, index: int, jobs, locks: dict, out_dir: Path,
-               force: bool = False) -> dict:
-    """Run one scene task and turn its state into a report record (never raises for a scene failure)."""
-    from pipeline.render import scene_label
-
+def _mix_scene(t_mix, spec: RunSpec, record: dict, jobs, out_dir: Path) -> None:
+    """Run one scene's mix task (cached on its scene key) and fill its report record (never raises)."""
     s = spec.settings
-    label = scene_label(screenplay, index)
-    heading = screenplay.scenes[index].heading
-    record = _scene_record(label, index, heading, jobs)
+    label = record["scene"]
     out_path = scene_out_path(out_dir, label, s.output.format)
     lines = [j.to_json() for j in jobs]
     scene_key = content_key("scene", FLOW_VERSION, {"lines": lines, "assembly": assembly_payload(s),
                                                     "out": str(out_path)})
-    voices = {j.voice_digest for j in jobs if j.voice_digest}
-    args = (scene_key, {"label": label, "index": index, "heading": heading}, lines,
-            {d: locks[d] for d in voices if d in locks}, str(out_path), spec, force)
-    state = t_scene(*args, return_state=True)
+    args = (scene_key, {"label": label, "index": record["index"], "heading": record["heading"]}, lines,
+            str(out_path), spec)
+    state = t_mix(*args, return_state=True)
     if state.is_completed() and file_stat(state.result()["mix"]["path"]) != state.result().get("file_stat"):
-        state = t_scene.with_options(refresh_cache=True)(*args, return_state=True)  # file gone or replaced: re-mix
+        state = t_mix.with_options(refresh_cache=True)(*args, return_state=True)  # file gone or replaced: re-mix
     if state.is_completed():
         result = state.result()
         cached = state.name == "Cached"
-        if cached:
-            emit("scene_cached", scene=label, lines=len(jobs))
+        emit("scene_cached" if cached else "scene_done", scene=label, lines=len(jobs), status="done")
         record.update(status="done", cached=cached, path=result["mix"]["path"], duration=result["mix"]["duration"],
-                      rendered=0 if cached else len(result["rendered"]),
-                      reused=len(jobs) if cached else len(result["reused"]), mix=result["mix"])
-        return record
+                      mix=result["mix"])
+        return
     exc = state.result(raise_on_failure=False)
-    if isinstance(exc, SceneRenderError):
-        record.update(status="failed", rendered=exc.rendered, reused=exc.reused, failed=len(exc.failures),
-                      failed_lines=exc.failures)
-    else:
-        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
-        record.update(status="failed", failed=len(jobs), error=reason, failed_lines=[
-            {"scene": label, "key": j.key, "character": j.character, "source_line": j.source_line, "text": j.text,
-             "reason": reason} for j in jobs])
-        emit("scene_done", scene=label, status="failed")
-    return record
+    reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
+    record["error"] = f"scene mix failed: {reason}"
+    _fail_scene(record, [{"scene": label, "key": j.key, "character": j.character, "source_line": j.source_line,
+                          "text": j.text, "reason": f"scene mix failed: {reason}"} for j in jobs])
+
+
+def _fail_scene(record: dict, failures: list[dict]) -> None:
+    record.update(status="failed", failed=len(failures), failed_lines=failures)
+    emit("scene_done", scene=record["scene"], status="failed")
+
+
+def between_chunks(done: int, total: int) -> None:
+    """The point between two render chunks: every line of the chunks so far is stored, no engine work is in
+    flight. Progress is reported here; a cancellation check belongs here too."""
+    emit("chunk", done=done, total=total)
+
+
+def _chunk_outcome(state, chunk) -> tuple[set[str], dict[str, dict], dict | None]:
+    """(rendered keys, failures by key, engine figures) of one finished render task."""
+    if state.is_completed():
+        result = state.result()
+        return set(result["rendered"]), {}, result["engine"]
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, ChunkRenderError):
+        return set(exc.rendered), {f["key"]: f for f in exc.failures}, exc.engine
+    reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
+    return set(), {j.key: {"key": j.key, "character": j.character, "scene_index": j.scene_index,
+                           "source_line": j.source_line, "text": j.text, "reason": f"render task failed: {reason}"}
+                   for j in chunk}, None
+
+
+def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int], locks: dict, out: Path,
+                  force: bool, progress) -> tuple[list[dict], dict]:
+    """Render every missing line of the selected scenes in chunks (one engine session each), mixing each scene as
+    soon as all its lines are stored. Returns the scene records (script order) and the run's engine figures."""
+    from pipeline.engines.session import SessionStats
+    from pipeline.render import plan_chunks, scene_label
+    from pipeline.store import LineStore
+
+    s = spec.settings
+    store = LineStore(spec.store_root)
+    records = {i: _scene_record(scene_label(screenplay, i), i, screenplay.scenes[i].heading, by_scene[i])
+               for i in selected}
+    waiting: dict[int, set[str]] = {}
+    todo = []
+    for i in selected:
+        missing = list(by_scene[i]) if force else [j for j in by_scene[i] if not store.has(j.key)]
+        waiting[i] = {j.key for j in missing}
+        records[i]["reused"] = len(by_scene[i]) - len(missing)
+        todo.extend(missing)
+        for j in by_scene[i]:
+            if j.key not in waiting[i]:
+                emit("line", key=j.key, character=j.character, status="reused", scene_index=i)
+    t_mix = configured(mix_scene_task, spec, force)
+    failures: dict[int, list[dict]] = {i: [] for i in selected}
+
+    def settle(i: int) -> None:
+        if failures[i]:
+            _fail_scene(records[i], failures[i])
+        else:
+            _mix_scene(t_mix, spec, records[i], by_scene[i], out)
+
+    for i in selected:
+        if not waiting[i]:
+            settle(i)
+    progress.advance(sum(r["reused"] for r in records.values()), force=True)
+    stats = SessionStats(batch_size=s.render.batch_size)
+    chunks = plan_chunks(todo, s.render.chunk_lines)
+    t_render = configured(render_lines_task, spec)
+    for n, chunk in enumerate(chunks, 1):
+        label = f"{n}/{len(chunks)}"
+        voices = {j.voice_digest for j in chunk if j.voice_digest}
+        state = t_render(label, [j.to_json() for j in chunk], {d: locks[d] for d in voices if d in locks}, spec,
+                         force, return_state=True)
+        rendered, failed, engine = _chunk_outcome(state, chunk)
+        if engine:
+            stats.add(SessionStats.from_json(engine))
+        for j in chunk:
+            i = j.scene_index
+            if j.key in failed:
+                failures[i].append({**failed[j.key], "scene": records[i]["scene"]})
+            elif j.key in rendered:
+                records[i]["rendered"] += 1
+            else:
+                failures[i].append({"scene": records[i]["scene"], "key": j.key, "character": j.character,
+                                    "source_line": j.source_line, "text": j.text,
+                                    "reason": "the render task returned no outcome for this line"})
+            waiting[i].discard(j.key)
+            if not waiting[i]:
+                settle(i)
+        progress.advance(len(chunk), force=True)
+        between_chunks(n, len(chunks))
+    return [records[i] for i in selected], stats.to_json()
 
 
 def _failure_message(scenes: list[dict]) -> str:
@@ -146,12 +223,10 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
             full = set(selected) == set(i for i in spoken_scenes(screenplay) if i in by_scene)
             emit("plan", scenes=len(selected), lines=sum(len(by_scene[i]) for i in selected))
 
-            progress = ProgressArtifact(len(selected), f"Rendering {spec.script_name}: {len(selected)} scenes")
-            t_scene = configured(render_scene_task, spec, force)
-            records = []
-            for index in selected:
-                records.append(_run_scene(t_scene, spec, screenplay, index, by_scene[index], locks, out, force))
-                progress.advance()
+            total = sum(len(by_scene[i]) for i in selected)
+            progress = ProgressArtifact(total, f"Rendering {spec.script_name}: {total} lines in "
+                                               f"{len(selected)} scenes")
+            records, batching = render_scenes(spec, screenplay, by_scene, selected, locks, out, force, progress)
             progress.advance(0, force=True)
     except Exception as e:  # the run stops before any scene result: still leave a report saying why
         save_render_report(out / report_name, RenderReport(
@@ -193,7 +268,7 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
     typed = RenderReport(
         script=str(Path(script).resolve()), script_name=spec.script_name,
         title=screenplay.title_page.get("title"),
-        engine={**engine_desc, "name": spec.engine, "reason": reason},
+        engine={**engine_desc, "name": spec.engine, "reason": reason, **batching},
         counts=counts,
         status="failed" if failed or master_error else "completed",
         scenes=scene_records,

@@ -234,67 +234,67 @@ def load_lock_cached(path: str):
     return _LOCKS[key]
 
 
-class SceneRenderError(RenderError):
-    """One scene could not be completed: some of its lines failed. Carries the per-line failures."""
+class ChunkRenderError(RenderError):
+    """Some lines of a render chunk failed. Carries them (and what did render) so each failed line fails only
+    its own scene."""
 
-    def __init__(self, scene: str, failures: list[dict], rendered: int = 0, reused: int = 0):
-        self.scene = scene
+    def __init__(self, label: str, failures: list[dict], rendered: list[str], engine: dict):
+        self.label = label
         self.failures = failures
         self.rendered = rendered
-        self.reused = reused
-        lines = "; ".join(f"line {f['source_line']} {f['character']}: {f['reason']}" for f in failures)
-        super().__init__(f"Scene {scene}: {len(failures)} line(s) failed — {lines}")
+        self.engine = engine
+        lines = "; ".join(f"line {f['source_line']} {f['character']}: {f['reason']}" for f in failures[:10])
+        super().__init__(f"Lines {label}: {len(failures)} line(s) failed — {lines}")
 
 
-@task(name="render-scene", task_run_name="scene {scene[label]}", cache_key_fn=_param_key("scene_key"), **_CACHED)
-def render_scene_task(scene_key: str, scene: dict, jobs: list[dict], locks: dict[str, str], out_path: str,
-                      spec: RunSpec, force: bool = False) -> dict:
-    """Render the scene's missing lines through the LineStore, then mix the scene file.
+@task(name="render-lines", task_run_name="lines {label}", cache_policy=NO_CACHE, persist_result=False)
+def render_lines_task(label: str, jobs: list[dict], locks: dict[str, str], spec: RunSpec,
+                      force: bool = False) -> dict:
+    """Render a chunk of lines (any scenes, any voices) through one engine session into the LineStore.
 
-    Raises SceneRenderError (the task fails, nothing is cached) when any line failed; lines that did render are in
-    the store, so the next run renders only the failed ones. `force` re-renders every line, stored or not.
-    """
-    from pipeline.assemble import MixLine, mix_scene
+    The LineStore is this task's cache: the flow sends only lines the store lacks, and lines already stored when the
+    task runs are skipped (unless `force`). Raises ChunkRenderError when any line failed; the lines that rendered
+    are stored either way."""
     from pipeline.render import LineJob, render_missing
     from pipeline.store import LineStore
 
     s = spec.settings
+    line_jobs = [LineJob.from_json(j) for j in jobs]
+    engine = get_engine(spec.engine, s, spec.models_dir)
+    needed = {j.voice_digest for j in line_jobs if j.voice_digest}
+    lock_objs = {d: load_lock_cached(locks[d]) for d in needed if locks.get(d)}
+    summary = render_missing(
+        engine, LineStore(spec.store_root), line_jobs, lock_objs, batch_size=s.render.batch_size,
+        language=s.render.language, force=force,
+        on_line=lambda job, status: emit("line", key=job.key, character=job.character, status=status,
+                                         scene_index=job.scene_index))
+    result = {"rendered": list(summary.rendered), "reused": list(summary.reused),
+              "failed": [f.to_json() for f in summary.failed], "engine": summary.engine.to_json()}
+    if summary.failed:
+        raise ChunkRenderError(label, result["failed"], result["rendered"], result["engine"])
+    return result
+
+
+@task(name="mix-scene", task_run_name="scene {scene[label]}", cache_key_fn=_param_key("scene_key"), **_CACHED)
+def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str, spec: RunSpec) -> dict:
+    """Mix one scene from its stored lines (cached on the scene key: its ordered lines, assembly settings, path)."""
+    from pipeline.assemble import MixLine, mix_scene
+    from pipeline.render import LineJob
+    from pipeline.store import LineStore
+
     store = LineStore(spec.store_root)
     line_jobs = [LineJob.from_json(j) for j in jobs]
-    label = scene["label"]
-    emit("scene_start", scene=label, lines=len(line_jobs))
-    missing = list(line_jobs) if force else [j for j in line_jobs if not store.has(j.key)]
-    rendered: list[str] = []
-    failures: list[dict] = []
-    engine_calls = 0
+    missing = store.missing(j.key for j in line_jobs)
     if missing:
-        engine = get_engine(spec.engine, s, spec.models_dir)
-        needed = {j.voice_digest for j in missing if j.voice_digest}
-        lock_objs = {d: load_lock_cached(locks[d]) for d in needed if locks.get(d)}
-        summary = render_missing(
-            engine, store, missing, lock_objs, batch_size=s.render.batch_size, language=s.render.language,
-            force=force,
-            on_line=lambda job, status: emit("line", scene=label, key=job.key, character=job.character,
-                                             status=status),
-        )
-        rendered = list(summary.rendered)
-        engine_calls = summary.engine_calls
-        failures = [{**f.to_json(), "scene": label} for f in summary.failed]
-    missing_keys = {j.key for j in missing}
-    reused = [j.key for j in line_jobs if j.key not in missing_keys]
-    for key in reused:
-        emit("line", scene=label, key=key, status="reused")
-    if failures:
-        emit("scene_done", scene=label, status="failed")
-        raise SceneRenderError(label, failures, len(rendered), len(reused))
+        raise RenderError(f"Scene {scene['label']}: {len(missing)} line(s) are not in the line store at "
+                          f"{store.root} (first {missing[0]}). Run the same command again to render them.")
+    emit("scene_start", scene=scene["label"], lines=len(line_jobs))
     lines = [MixLine(key=j.key, character=j.character, text=j.text, audio_path=store.path(j.key),
                      dual_group=j.dual_group, dual_side=j.dual_side, pause_before=j.pause_before,
                      extension=j.extension, effects=tuple(j.effects)) for j in line_jobs]
-    mix = mix_scene(lines, Path(out_path), s, scene_index=scene["index"], heading=scene["heading"])
-    emit("scene_done", scene=label, status="done")
-    return {"scene": label, "index": scene["index"], "heading": scene["heading"], "key": scene_key,
-            "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "line_keys": [j.key for j in line_jobs],
-            "rendered": rendered, "reused": reused, "engine_calls": engine_calls}
+    mix = mix_scene(lines, Path(out_path), spec.settings, scene_index=scene["index"], heading=scene["heading"])
+    return {"scene": scene["label"], "index": scene["index"], "heading": scene["heading"], "key": scene_key,
+            "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "line_keys": [j.key for j in line_jobs]}
 
 
 @task(name="assemble-master", cache_key_fn=_param_key("master_key"), **_CACHED)

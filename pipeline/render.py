@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from .direction import direct_dialogue
 from .engines.base import RenderJob, RenderOutcome
+from .engines.session import SessionRow, SessionStats, open_session
 from .keys import content_key, seed_from_key
 from .screenplay import Dialogue, Scene, Screenplay
 
@@ -79,8 +80,9 @@ class RenderSummary:
     rendered: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
     failed: tuple[LineFailure, ...] = ()
-    engine_calls: int = 0
+    engine_calls: int = 0  # batched engine steps (engine calls for engines without a step-wise session)
     seconds: float = 0.0
+    engine: SessionStats | None = None  # the session's batching figures
 
     @property
     def ok(self) -> bool:
@@ -89,7 +91,7 @@ class RenderSummary:
     def to_json(self) -> dict:
         return {"rendered": list(self.rendered), "reused": list(self.reused),
                 "failed": [f.to_json() for f in self.failed], "engine_calls": self.engine_calls,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "engine": (self.engine or SessionStats()).to_json()}
 
 
 def sampling_payload(settings: "Settings") -> dict:
@@ -186,16 +188,13 @@ def _unique(jobs: Iterable[LineJob]) -> list[LineJob]:
     return list(seen.values())
 
 
-def _batches(items: Sequence, size: int):
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def render_missing(
     engine, store: "LineStore", jobs: Sequence[LineJob], locks: Mapping[str, "VoiceLock"], *, batch_size: int = 8,
     language: str = "en", on_line: Callable[[LineJob, str], None] | None = None, force: bool = False,
 ) -> RenderSummary:
-    """Render every job whose key the store lacks, grouped by voice and batched; never raises for one line.
+    """Render every job whose key the store lacks through ONE engine session (pipeline.engines.session) that keeps
+    `batch_size` rows busy across voices and scenes; store each line as soon as it is done; never raises for one
+    line.
 
     `locks` maps a voice digest (or a character name) to its VoiceLock. `on_line(job, status)` is called once per
     unique key with status "reused", "rendered" or "failed" (for progress bars). `force` renders every job again,
@@ -209,56 +208,55 @@ def render_missing(
     for j in reused:
         if on_line:
             on_line(j, "reused")
-    by_voice: dict[str | None, list[LineJob]] = {}
-    for j in todo:
-        by_voice.setdefault(j.voice_digest, []).append(j)
-
     rendered: list[str] = []
     failed: list[LineFailure] = []
-    calls = 0
-    for voice, group in by_voice.items():
-        lock = (locks.get(voice) if voice else None) or locks.get(group[0].character)
+
+    def settle(job: LineJob, reason: str | None) -> None:
+        if reason is None:
+            rendered.append(job.key)
+        else:
+            failed.append(_failure(job, reason))
+        if on_line:
+            on_line(job, "rendered" if reason is None else "failed")
+
+    rows: list[SessionRow] = []
+    for j in todo:
+        lock = (locks.get(j.voice_digest) if j.voice_digest else None) or locks.get(j.character)
         if lock is None:
-            for j in group:
-                failed.append(_failure(j, f"no voice lock for {j.character} (voice {voice or 'not cast'}); "
-                                          "cast the script first"))
-                if on_line:
-                    on_line(j, "failed")
+            settle(j, f"no voice lock for {j.character} (voice {j.voice_digest or 'not cast'}); cast the script first")
             continue
-        for batch in _batches(group, batch_size):
-            outcomes, n = _render_batch(engine, lock, batch, language)
-            calls += n
-            for j in batch:
-                out = outcomes.get(j.key)
-                reason = _store_outcome(store, engine, j, out)
-                if reason is None:
-                    rendered.append(j.key)
-                else:
-                    failed.append(_failure(j, reason))
-                if on_line:
-                    on_line(j, "rendered" if reason is None else "failed")
-    return RenderSummary(tuple(rendered), tuple(j.key for j in reused), tuple(failed), calls,
-                         time.perf_counter() - started)
+        rows.append(SessionRow(lock, RenderJob(key=j.key, text=j.text, seed=j.seed, instruct=j.instruct,
+                                               language=language)))
+    by_key = {j.key: j for j in todo}
+    waiting = {r.job.key for r in rows}
 
+    def on_outcome(outcome: RenderOutcome) -> None:
+        if outcome.key not in waiting:
+            return
+        waiting.discard(outcome.key)
+        job = by_key[outcome.key]
+        settle(job, _store_outcome(store, engine, job, outcome))
 
-def _render_batch(engine, lock, batch: Sequence[LineJob], language: str) -> tuple[dict[str, RenderOutcome | str], int]:
-    """Render one batch; if the engine raises for the whole batch, retry its lines one by one to isolate the bad
-    one(s). Returns key → outcome (or an error string) and the number of engine calls made."""
-    rjobs = [RenderJob(key=j.key, text=j.text, seed=j.seed, instruct=j.instruct, language=language) for j in batch]
-    try:
-        return {o.key: o for o in engine.render(lock, rjobs)}, 1
-    except Exception as e:  # noqa: BLE001 — an engine failure must not stop other lines
-        if len(rjobs) == 1:
-            return {rjobs[0].key: f"engine error: {type(e).__name__}: {e}"}, 1
-    out: dict[str, RenderOutcome | str] = {}
-    calls = 1
-    for rj in rjobs:
-        calls += 1
+    session = open_session(engine, batch_size)
+    crash = None
+    if rows:
         try:
-            out.update({o.key: o for o in engine.render(lock, [rj])})
-        except Exception as e:  # noqa: BLE001
-            out[rj.key] = f"engine error: {type(e).__name__}: {e}"
-    return out, calls
+            session.run(rows, on_outcome)
+        except Exception as e:  # noqa: BLE001 — the session itself broke: its unfinished lines fail, named
+            crash = f"engine error: {type(e).__name__}: {e}"
+    for key in [r.job.key for r in rows if r.job.key in waiting]:
+        waiting.discard(key)
+        settle(by_key[key], crash or "engine returned no outcome for this line")
+    return RenderSummary(tuple(rendered), tuple(j.key for j in reused), tuple(failed), session.stats.steps,
+                         time.perf_counter() - started, session.stats)
+
+
+def plan_chunks(jobs: Sequence[LineJob], size: int) -> list[list[LineJob]]:
+    """The lines to render, in script order, cut into chunks of `size` (one render task and engine session each):
+    scenes complete in order and mix early, while each session still holds many lines to keep its rows busy."""
+    unique = _unique(jobs)
+    size = max(1, int(size))
+    return [unique[i:i + size] for i in range(0, len(unique), size)]
 
 
 def _store_outcome(store, engine, job: LineJob, out) -> str | None:

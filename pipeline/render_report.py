@@ -64,7 +64,8 @@ class RenderReport(_Record):
     script: str
     script_name: str
     status: Literal["completed", "failed"]
-    engine: dict[str, Any]  # the engine's description, plus "name" and "reason" (why it was chosen)
+    engine: dict[str, Any]  # the engine's description, plus "name", "reason" (why it was chosen) and the run's batching
+    # figures: batch_size, steps, lines, mean_busy_rows, padding_waste, prefills, tokens (pipeline.engines.session)
     counts: Counts = Counts()
     title: str | None = None
     error: str | None = None  # why the run stopped before any scene result

@@ -47,13 +47,16 @@ def engine_line(settings_file, overrides, engine, models_dir) -> tuple[str, str]
 
 
 class ProgressView:
-    """A rich progress display fed by flow events (flows.reporting.emit)."""
+    """A rich progress display fed by flow events (flows.reporting.emit): lines (with an ETA) and scenes mixed."""
 
     def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+        )
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=False)
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                                 transient=False)
         self.scenes = self.lines = None
         self.current = ""
 
@@ -67,21 +70,18 @@ class ProgressView:
     def __call__(self, event: str, p: dict) -> None:
         prog = self.progress
         if event == "plan":
-            self.scenes = prog.add_task("scenes", total=p["scenes"])
             self.lines = prog.add_task("lines", total=p["lines"])
+            self.scenes = prog.add_task("scenes mixed", total=p["scenes"])
         elif self.scenes is None:
             return
         elif event == "scene_start":
-            prog.update(self.scenes, description=f"scene {p['scene']}")
+            prog.update(self.scenes, description=f"mixing scene {p['scene']}")
         elif event == "line":
             prog.advance(self.lines)
-        elif event == "scene_cached":
-            prog.advance(self.lines, p["lines"])
-            prog.advance(self.scenes)
-        elif event == "scene_done":
+        elif event in ("scene_cached", "scene_done"):
             prog.advance(self.scenes)
         elif event == "master":
-            prog.update(self.scenes, description="scenes")
+            prog.update(self.scenes, description="scenes mixed")
 
 
 def summary_lines(report: dict, wall: float) -> list[str]:
