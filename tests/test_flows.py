@@ -255,3 +255,20 @@ def test_cast_flow_rejects_a_missing_audition_pin_before_designing(tmp_path, scr
     with pytest.raises(CastFileError, match=r"MARGARET.*audition 9 does not exist"):
         cast_flow(str(script), engine="fake", cast_file=str(cast_file))
     assert fake.design_calls == 0
+
+
+def test_lines_render_in_chunks_and_scenes_mix_as_soon_as_their_lines_are_stored(tmp_path, script, fake):
+    from flows.reporting import listen
+
+    events: list[tuple[str, dict]] = []
+    with listen(lambda event, payload: events.append((event, payload))):
+        state, report = render(script, tmp_path / "out", overrides={"render.chunk_lines": 4})
+    assert state.is_completed(), state.message
+    names = [e for e, _ in events]
+    assert [p["done"] for e, p in events if e == "chunk"] == [1, 2, 3, 4, 5]  # 18 lines, 4 a chunk
+    assert names.index("scene_done") < max(i for i, n in enumerate(names) if n == "line")  # scene 1 mixed early
+    assert sum(1 for e, p in events if e == "line" and p["status"] == "rendered") == 18
+    engine = report["engine"]
+    assert engine["lines"] == 18 and engine["steps"] == len(fake.render_calls)
+    assert engine["mean_busy_rows"] == pytest.approx(18 / len(fake.render_calls), abs=1e-3)
+    assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
