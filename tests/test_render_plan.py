@@ -195,3 +195,45 @@ def test_fake_engine_queue_scripts_outcomes(tmp_path):
     assert [f.key for f in summary.failed] == [jobs[1].key]
     assert summary.failed[0].reason == "retake limit reached"
     assert len(summary.rendered) == 2 and not engine.queue
+
+
+def test_render_missing_reports_the_sessions_batching_figures(tmp_path):
+    engine = FakeEngine()
+    jobs = _jobs(5, "v1", "A") + _jobs(2, "v2", "B")
+    summary = render_missing(engine, LineStore(tmp_path), jobs, {"v1": _lock("A"), "v2": _lock("B")}, batch_size=2)
+    stats = summary.engine
+    assert (stats.steps, stats.lines, stats.busy_rows) == (4, 7, 7) and summary.engine_calls == 4
+    assert stats.mean_busy_rows == 1.75 and summary.to_json()["engine"]["mean_busy_rows"] == 1.75
+
+
+def test_a_session_that_breaks_fails_its_unfinished_lines_by_name(tmp_path):
+    from pipeline.engines.session import SessionStats
+
+    class Breaking(FakeEngine):
+        def session(self, batch_size):
+            engine = self
+
+            class _Session:
+                stats = SessionStats()
+
+                def run(self, rows, on_outcome):
+                    on_outcome(engine.render(rows[0].lock, [rows[0].job])[0])
+                    raise RuntimeError("device lost")
+
+            return _Session()
+
+    store = LineStore(tmp_path)
+    jobs = _jobs(3)
+    summary = render_missing(Breaking(), store, jobs, {"v1": _lock("A")})
+    assert summary.rendered == (jobs[0].key,) and store.has(jobs[0].key)
+    assert [f.key for f in summary.failed] == [jobs[1].key, jobs[2].key]
+    assert all("device lost" in f.reason for f in summary.failed)
+
+
+def test_plan_chunks_keeps_script_order_and_drops_repeated_keys():
+    from pipeline.render import plan_chunks
+
+    jobs = _jobs(5, scene=0) + _jobs(4, "v2", "B", scene=1)
+    chunks = plan_chunks(jobs + jobs[:2], 4)
+    assert [len(c) for c in chunks] == [4, 4, 1]
+    assert [j.key for c in chunks for j in c] == [j.key for j in jobs]
