@@ -104,7 +104,7 @@ def _schedule(engine, groups, batch: int, policy: str) -> dict:
 
     stats, wall, done = on_mlx_thread(run)
     assert len(done) == sum(len(g) for g in groups) and all(o.ok for o in done)
-    return {"lines": stats.lines, "seconds": wall, "lines_per_s": stats.lines / wall, "steps": stats.steps,
+    return {"digests": {o.key: o.audio.digest() for o in done}, "lines": stats.lines, "seconds": wall, "lines_per_s": stats.lines / wall, "steps": stats.steps,
             "mean_busy_rows": stats.mean_busy_rows, "padding_waste": stats.padding_waste, "tokens": stats.tokens}
 
 
@@ -191,6 +191,10 @@ def main() -> None:
         print(f"{name:26} {r['lines_per_s']:8.2f} {r['steps']:7d} {r['mean_busy_rows']:10.2f} "
               f"{r['padding_waste']:7.1%} {r['seconds']:8.1f}")
     a, c = results["(a) per-scene static"], results["(c) continuous"]
+    for name in ("(b) whole-script static", "(c) continuous"):  # same lines, other batch neighbours
+        other = results[name]["digests"]
+        flips = sum(1 for k, d in a["digests"].items() if other[k] != d)
+        print(f"lines whose audio differs between (a) and {name}: {flips} of {len(a['digests'])}")
     speedup = c["lines_per_s"] / a["lines_per_s"]
     print(f"(c)/(a) lines/s: {speedup:.2f}× (target ≥ 2×) — {'met' if speedup >= 2 else 'NOT met'}; "
           f"(c) mean busy rows {c['mean_busy_rows']:.2f} of {args.batch} (target ≥ 7) — "
