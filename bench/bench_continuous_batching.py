@@ -81,7 +81,7 @@ def _rows(engine, screenplay, voices, limit: int):
 
 def _schedule(engine, groups, batch: int, policy: str) -> dict:
     """Run `groups` (lists of rows, each group its own session run) with EOS disabled and every take kept."""
-    from pipeline.engines.qwen3 import on_mlx_thread
+    from pipeline.mlx_runtime import on_mlx_thread
     from pipeline.engines.session import SessionStats
 
     def run():
@@ -158,7 +158,7 @@ def main() -> None:
 
     tmp = None
     if args.models is None:
-        from pipeline.engines.tiny import make_tiny_models
+        from pipeline.testing.tiny import make_tiny_models
 
         tmp = tempfile.TemporaryDirectory()
         args.models = Path(tmp.name)

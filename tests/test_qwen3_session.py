@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_settings
-from pipeline.engines import create_engine, qwen3
+from pipeline import mlx_runtime
+from pipeline.engines import create_engine
 from pipeline.engines.base import RenderJob
 from pipeline.engines.session import SessionRow, open_session
 
@@ -71,7 +72,7 @@ def _run_to_caps(engine, rows, batch_size, policy="continuous"):
         finally:
             talker.codec_eos_token_id = old
 
-    return qwen3.on_mlx_thread(run)
+    return mlx_runtime.on_mlx_thread(run)
 
 
 @pytest.fixture(scope="module")

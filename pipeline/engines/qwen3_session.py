@@ -26,7 +26,7 @@ arithmetic (padded attention, GEMM shapes), which tests measure. A retake uses t
 Prefill runs per row (its own causal forward over its prompt); decode steps run batched over a `BatchKVCache`
 (mlx-audio's, from mlx-lm) that rows join (`extend`) and leave (`filter`) between steps.
 
-Call everything here on the MLX thread (`pipeline.engines.qwen3.on_mlx_thread`).
+Call everything here on the MLX thread (`pipeline.mlx_runtime.on_mlx_thread`).
 """
 
 from __future__ import annotations
@@ -420,7 +420,8 @@ class Qwen3RenderSession:
         self.stats = SessionStats(batch_size=self.batch_size)
 
     def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome) -> None:
-        from .qwen3 import language_name, on_mlx_thread
+        from ..languages import language_name
+        from ..mlx_runtime import on_mlx_thread
 
         rows = list(rows)
         for row in rows:
@@ -446,7 +447,8 @@ class Qwen3RenderSession:
 
     def batch_session(self) -> Qwen3BatchSession:
         """A fresh step-wise session on the current Base model (MLX thread)."""
-        from .qwen3 import _judge, language_name
+        from ..languages import language_name
+        from .qwen3 import _judge
 
         engine = self.engine
         builder = engine.prompt_builder()
