@@ -89,7 +89,7 @@ def test_a_line_alone_equals_the_same_line_in_a_mixed_batch_of_eight(short_caps,
     assert all(o.ok for o in mixed.values())
     caps = {r.job.key: short_caps._cap(r.job.text) for r in rows}
     assert {k: o.tokens for k, o in mixed.items()} == caps and len(set(caps.values())) >= 4
-    assert stats.steps == max(caps.values()) - 1  # the first frame comes from each row's prefill
+    assert stats.steps == max(caps.values()) and stats.busy_rows == sum(caps.values())  # a busy row-step: a frame
     assert joined.prefills == 8 and joined.steps < sum(caps.values())
     flips = [k for k in alone if _digest(alone[k]) != _digest(mixed[k]) or _digest(alone[k]) != _digest(reordered[k])]
     assert flips == [], f"{len(flips)}/8 lines changed with their batch neighbours"

@@ -237,6 +237,8 @@ class Qwen3BatchSession:
 
     # -- public --
     def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome) -> None:
+        import mlx.core as mx
+
         pending: deque[_Row] = deque()
         for i, row in enumerate(rows):
             try:
@@ -251,33 +253,39 @@ class Qwen3BatchSession:
         active: list[_Row] = []
         cache = None
         while pending or active:
+            # One round: the rows in flight take a batched decode step, then free slots take new lines (each
+            # prefilled alone); every row of the round — new ones with their first frame — samples together.
+            logits, hidden = [], []
+            if active:
+                step_logits, step_hidden = self._forward(active, cache)
+                logits.append(step_logits)
+                hidden.append(step_hidden)
+            joined: list[_Row] = []
             if self.policy == "continuous" or not active:
-                while pending and len(active) < self.batch_size:
+                while pending and len(active) + len(joined) < self.batch_size:
                     row = pending.popleft()
-                    row_cache = self._prefill(row)
-                    if row.done:  # ended at its first frame (or a 1-frame cap)
-                        self._finish(row, pending, on_outcome)
-                        continue
+                    row_cache, row_logits, row_hidden = self._prefill(row)
                     cache = self._join(cache, row_cache)
-                    active.append(row)
+                    joined.append(row)
+                    logits.append(row_logits)
+                    hidden.append(row_hidden)
+            active = active + joined
             if not active:
                 continue
-            self._step(active, cache)
-            keep = [i for i, r in enumerate(active) if not r.done or self.policy == "static"]
+            self._count_round(active)
+            self._sample(active, mx.concatenate(logits, axis=0), mx.concatenate(hidden, axis=0))
             finished = [r for r in active if r.done]
-            if self.policy == "static" and all(r.done for r in active):
-                keep = []
-            if len(keep) != len(active):
-                if keep:
-                    import mlx.core as mx
-
-                    for layer in cache:
-                        layer.filter(mx.array(keep, dtype=mx.int32))
-                else:
-                    cache = None
-            for r in (finished if self.policy == "continuous" or not keep else []):
-                self._finish(r, pending, on_outcome)
+            if not finished or (self.policy == "static" and len(finished) < len(active)):
+                continue  # a static batch keeps its finished rows (idle) until its longest row ends
+            keep = [i for i, r in enumerate(active) if not r.done]
+            if keep:
+                for layer in cache:
+                    layer.filter(mx.array(keep, dtype=mx.int32))
+            else:
+                cache = None
             active = [active[i] for i in keep]
+            for r in finished:
+                self._finish(r, pending, on_outcome)
 
     # -- internals --
     def _emit(self, on_outcome: OnOutcome, outcome: RenderOutcome) -> None:
@@ -292,6 +300,8 @@ class Qwen3BatchSession:
         return mx.random.gumbel(shape=(self.vocab + (self.groups - 1) * self.code_vocab,), key=sub)
 
     def _prefill(self, row: _Row):
+        """The row's prompt through the talker alone (its own KV cache); returns (cache, last logits [1, V],
+        last hidden [1, 1, H]) — its first frame is sampled with the round."""
         import mlx.core as mx
 
         self.stats.prefills += 1
@@ -301,8 +311,7 @@ class Qwen3BatchSession:
         cache = self.model.talker.make_cache()
         logits, hidden = self.model.talker(embeds, cache=cache)
         row.pos = embeds.shape[1]
-        self._sample([row], logits[:, -1, :], hidden[:, -1:, :])
-        return cache
+        return cache, logits[:, -1, :], hidden[:, -1:, :]
 
     def _row_embeds(self, row: _Row):
         """Where a per-row instruct prefix plugs in (issue 13): pass it as PromptBuilder.row(..., instruct=)."""
@@ -318,7 +327,8 @@ class Qwen3BatchSession:
             layer.extend(new)
         return cache
 
-    def _step(self, active: list[_Row], cache) -> None:
+    def _forward(self, active: list[_Row], cache):
+        """One batched decode step of the rows in flight: (last logits [B, V], last hidden [B, 1, H])."""
         import mlx.core as mx
 
         x = mx.concatenate([r.next_embed for r in active], axis=0)
@@ -326,13 +336,14 @@ class Qwen3BatchSession:
         length = cache[0].size() + 1
         mask = (mx.arange(length)[None, :] >= cache[0].left_padding[:, None])[:, None, None, :]
         logits, hidden = self.model.talker(x, position_ids=mx.stack([pos, pos, pos]), mask=mask, cache=cache)
-        busy = [r for r in active if not r.done]
-        self.stats.steps += 1
-        self.stats.busy_rows += len(busy)
-        self.stats.capacity += max(len(active), self.batch_size)
         for r in active:
             r.pos += 1
-        self._sample(active, logits[:, -1, :], hidden[:, -1:, :])
+        return logits[:, -1, :], hidden[:, -1:, :]
+
+    def _count_round(self, rows: list[_Row]) -> None:
+        self.stats.steps += 1
+        self.stats.busy_rows += sum(1 for r in rows if not r.done)
+        self.stats.capacity += max(len(rows), self.batch_size)
 
     def _sample(self, rows: list[_Row], logits, hidden) -> None:
         """The talker token and the 15 code-predictor tokens of one step, each row on its own noise."""
