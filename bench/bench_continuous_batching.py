@@ -49,7 +49,10 @@ def _engine(models: Path, **render):
     from pipeline.config import load_settings
     from pipeline.engines import create_engine
 
-    return create_engine("qwen3", load_settings(overrides={f"render.{k}": v for k, v in render.items()}), models)
+    settings = load_settings(overrides={f"render.{k}": v for k, v in render.items()})
+    engine = create_engine("qwen3", settings, models)
+    engine.bench_settings = settings  # what planning needs (line keys depend on the sampling settings)
+    return engine
 
 
 def _cast(engine, screenplay, own_voices: int, extras: int):
@@ -71,7 +74,7 @@ def _rows(engine, screenplay, voices, limit: int):
     from pipeline.engines.session import SessionRow
     from pipeline.render import plan_line_jobs
 
-    jobs = plan_line_jobs(screenplay, {c: f"v-{c}" for c in voices}, engine.describe(), engine.settings)
+    jobs = plan_line_jobs(screenplay, {c: f"v-{c}" for c in voices}, engine.info().identity(), engine.bench_settings)
     jobs = jobs[:limit] if limit else jobs
     from pipeline.engines.base import RenderJob
 
@@ -124,7 +127,7 @@ def _rss_child(models: Path, script: Path, lines: int, batch: int) -> None:
     engine = _engine(models, batch_size=batch, seconds_per_word=0.3, min_seconds=0.8, max_retakes=0)
     screenplay = read_script(script)
     voices = _cast(engine, screenplay, 4, 2)
-    jobs = plan_line_jobs(screenplay, {c: f"v-{c}" for c in voices}, engine.describe(), engine.settings)[:lines]
+    jobs = plan_line_jobs(screenplay, {c: f"v-{c}" for c in voices}, engine.info().identity(), engine.bench_settings)[:lines]
     locks = {f"v-{c}": lock for c, lock in voices.items()}
     with tempfile.TemporaryDirectory() as store_dir:
         summary = render_missing(engine, LineStore(store_dir), jobs, locks, batch_size=batch)
