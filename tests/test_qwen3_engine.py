@@ -210,6 +210,13 @@ def test_language_names():
         language_name("xx")
 
 
+def test_engine_refuses_a_language_it_cannot_speak_before_any_work(tiny_models):
+    """render.engine = "auto" may pick qwen3 after the settings loaded: the engine checks the language itself."""
+    settings = load_settings(overrides={"render.language": "nl"})  # fine for preview
+    with pytest.raises(SettingsError, match="not one Qwen3-TTS speaks"):
+        create_engine("qwen3", settings, tiny_models)
+
+
 def test_mlx_runs_on_one_thread_whoever_calls(engine, audition):
     seen, results = [], []
 

@@ -141,6 +141,7 @@ class Qwen3Engine:
 
     def __init__(self, settings, models_dir: str | os.PathLike | None = None):
         self.options = Qwen3Options.from_settings(settings)
+        language_name(settings.render.language)  # a language Qwen3-TTS cannot speak fails here, before any work
         m = settings.models
         ids = {"voice_design": m.voice_design, "base_final": m.base_final, "base_draft": m.base_draft,
                "custom_voice": m.custom_voice}
