@@ -40,6 +40,14 @@ def _files_exist(*paths) -> bool:
     return all(p and Path(p).is_file() for p in paths)
 
 
+def _lock_usable(result: dict) -> bool:
+    """A cached lock result holds only while its file loads and is still the voice it was cast as: a damaged or
+    replaced lock file makes the lock task run again, which rewrites it."""
+    from pipeline.lock import lock_problem
+
+    return _files_exist(result["lock_path"]) and lock_problem(result["lock_path"], result["lock_digest"]) is None
+
+
 def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, force: bool = False) -> dict:
     """{character: CastResult} in script order: `pipeline.casting.cast_characters` with cached task steps."""
     from pipeline.casting import cast_characters as casting_loop
@@ -88,7 +96,7 @@ def cached_steps(spec: RunSpec, force: bool = False):
         key = content_key("lock", FLOW_VERSION, {
             "audition": record["digest"], "ref_text": record["text"], "engine": engine_desc, "name": name,
             "language": s.render.language})
-        locked = _with_outputs(t_lock, lambda r: _files_exist(r["lock_path"]), key, name, record, spec)
+        locked = _with_outputs(t_lock, _lock_usable, key, name, record, spec)  # damaged/replaced: relocked
         return locked["lock_path"], locked["lock_digest"]
 
     def pinned(name: str, profile: CharacterProfile, entry):

@@ -24,6 +24,7 @@ from pipeline.engines.guard import guard_from_env
 from pipeline.errors import EngineError
 
 _LOCAL = threading.RLock()
+LEASE_SECONDS = 60.0
 
 
 def uses_mlx(engine: str) -> bool:
@@ -58,7 +59,9 @@ def mlx_slot(spec, *, timeout_s: float | None = None) -> Iterator[None]:
         try:
             # strict: a missing limit is an error, not a silent no-op; a transient lease-renewal failure
             # must not kill an hours-long render (the lease is renewed in the background).
-            cm = concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True,
+            # A short lease (renewed in the background while we live): a render killed with SIGKILL or by the OOM
+            # killer frees its GPU slot within a minute instead of Prefect's default five.
+            cm = concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True, lease_duration=LEASE_SECONDS,
                              raise_on_lease_renewal_failure=False)
             cm.__enter__()
         except Exception as e:

@@ -25,12 +25,14 @@ from flows.concurrency import mlx_guard, mlx_slot
 from flows.cast import _with_outputs, cast_characters, cast_rows, load_cast, make_spec
 from flows.reporting import ProgressArtifact, cast_table_artifact, emit, outputs_artifact
 from flows.tasks import (
-    FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, file_stat, get_engine, master_task,
-    mix_scene_task, parse_task, render_lines_task,
+    FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, file_stat, files_intact, get_engine,
+    master_task, mix_scene_task, parse_task, render_lines_task,
 )
 from pipeline.errors import RenderError, SettingsError
+from pipeline.files import FolderBusyError, folder_lock, sweep_temps
 from pipeline.keys import content_key
 from pipeline.render_report import REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, save_render_report
+from pipeline.store import LineStore
 
 def assembly_payload(settings) -> dict:
     """Settings that change a scene mix or the master (and so their keys)."""
@@ -38,8 +40,17 @@ def assembly_payload(settings) -> dict:
             "output": settings.output.model_dump(mode="json")}
 
 
+def _scene_intact(result: dict) -> bool:
+    """The scene file a cached result names is still the file it wrote (size, mtime, size and sha256)."""
+    return file_stat(result["mix"]["path"]) == result.get("file_stat") and files_intact(result.get("files"))
+
+
 def scene_out_path(out_dir: Path, label: str, fmt: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in label)
+    if len(safe) > 40 or safe != label or ".." in safe:  # long or odd scene numbers: bounded, and distinct by a digest
+        import hashlib
+
+        safe = f"{safe[:31]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
     return out_dir / "scenes" / f"scene-{safe.zfill(3)}.{fmt}"
 
 
@@ -60,8 +71,8 @@ def _mix_scene(t_mix, spec: RunSpec, record: dict, jobs, out_dir: Path) -> None:
     args = (scene_key, {"label": label, "index": record["index"], "heading": record["heading"]}, lines,
             str(out_path), spec)
     state = t_mix(*args, return_state=True)
-    if state.is_completed() and file_stat(state.result()["mix"]["path"]) != state.result().get("file_stat"):
-        state = t_mix.with_options(refresh_cache=True)(*args, return_state=True)  # file gone or replaced: re-mix
+    if state.is_completed() and not _scene_intact(state.result()):
+        state = t_mix.with_options(refresh_cache=True)(*args, return_state=True)  # file gone or damaged: re-mix
     if state.is_completed():
         result = state.result()
         cached = state.name == "Cached"
@@ -117,6 +128,9 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
     todo = []
     for i in selected:
         missing = list(by_scene[i]) if force else [j for j in by_scene[i] if not store.has(j.key)]
+        records[i]["repaired_lines"] = [  # damaged in the store (store.has removed them): rendered again, reported
+            {"key": j.key, "character": j.character, "source_line": j.source_line, "reason": store.damaged[j.key]}
+            for j in missing if j.key in store.damaged]
         waiting[i] = {j.key for j in missing}
         records[i]["reused"] = len(by_scene[i]) - len(missing)
         todo.extend(missing)
@@ -186,7 +200,24 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
                 report_name: str = REPORT_NAME) -> dict:
     """Render SCRIPT into OUT_DIR; returns the render report (also written to OUT_DIR/render-report.json).
 
-    Raises RenderError (the flow ends Failed) when any line failed, naming each failed scene and line."""
+    Raises RenderError (the flow ends Failed) when any line failed, naming each failed scene and line. One render
+    per output folder at a time: a second one into the same folder stops at once saying another render is running
+    (renders into different folders run side by side and share the line store; farm shards, each with its own
+    report name, share a folder)."""
+    out = Path(out_dir).expanduser().resolve()
+    try:
+        with folder_lock(out, "render", name=report_name):  # farm shards write their own reports side by side
+            for folder in (out, out / "scenes"):  # temp files of a killed render: our names, dead writers only
+                sweep_temps(folder, recursive=False)
+            return _render(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force,
+                           report_name)
+    except FolderBusyError as e:
+        raise RenderError(str(e)) from None
+
+
+def _render(script: str, out_dir: str, engine: str, models_dir: str | None, settings_file: str | None,
+            overrides: dict[str, Any] | None, cast_file: str | None, scenes: list[str | int] | None, force: bool,
+            report_name: str) -> dict:
     from pipeline.render import plan_line_jobs, select_scenes, spoken_scenes
 
     started = time.perf_counter()
@@ -198,6 +229,7 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
     emit("engine", name=spec.engine, reason=reason)
     logger.info("engine %s: %s", spec.engine, reason)
     mlx_guard(spec)  # apple-silicon deployments: no real models without Metal (pipeline.engines.guard)
+    LineStore(spec.store_root).sweep()  # temp files and claims of interrupted line writes (dead writers only)
 
     try:
         screenplay = parse_task(os.fspath(script))
@@ -216,6 +248,11 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
             voices = {name: result.lock_digest for name, result in cast.items()}
             locks = {result.lock_digest: result.lock_path for result in cast.values()}
             jobs = plan_line_jobs(screenplay, voices, engine_desc, s)
+            warnings = [f"line {j.source_line} ({j.character}): {n}" for j in jobs for n in j.notes
+                        if n.startswith("truncated")]
+            for w in warnings:
+                logger.warning(w)
+                emit("warning", message=w)
             by_scene: dict[int, list] = {}
             for j in jobs:
                 by_scene.setdefault(j.scene_index, []).append(j)
@@ -254,7 +291,7 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
         t_master = configured(master_task, spec, force)
         payload = [{"mix": r["mix"]} for r in mixes]
         try:
-            master = _with_outputs(t_master, lambda r: all(Path(p).is_file() for p in r["outputs"].values()),
+            master = _with_outputs(t_master, lambda r: files_intact(r.get("files")),  # damaged: rebuilt
                                    mkey, payload, str(out), title, spec)
             outputs = master["outputs"]
             emit("master", outputs=outputs)
@@ -273,6 +310,7 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
         status="failed" if failed or master_error else "completed",
         scenes=scene_records,
         failed_lines=[f for r in scene_records for f in r.failed_lines],
+        repaired_lines=[f for r in scene_records for f in r.repaired_lines], warnings=warnings,
         outputs=outputs, master_note=master_note,
         cast={name: CastRecord(lock_path=result.lock_path, lock_digest=result.lock_digest)
               for name, result in cast.items()},

@@ -129,9 +129,38 @@ def file_stat(path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def file_record(path) -> list | None:
+    """[size, sha256] of a deliverable we wrote (None when it is gone): checked on every rerun, so a truncated,
+    emptied or replaced scene file, master or subtitle file is rebuilt rather than kept."""
+    from pipeline.keys import sha256_file
+
+    try:
+        return [Path(path).stat().st_size, sha256_file(path)]
+    except OSError:
+        return None
+
+
+def files_intact(records: Mapping[str, list] | None) -> bool:
+    """True when every recorded path still has its recorded size and digest (size first: cheap)."""
+    if not records:
+        return False
+    for path, (size, digest) in records.items():
+        try:
+            if Path(path).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+        if file_record(path) != [size, digest]:
+            return False
+    return True
+
+
 def configured(task_obj, spec: RunSpec, refresh: bool = False):
     """The task with this run's result storage (under the work dir) and, when `refresh`, caches ignored."""
-    return task_obj.with_options(result_storage=spec.results_dir, refresh_cache=refresh or None)
+    from flows.results import result_storage
+
+    # plain JSON only; loading imports nothing a result file names (flows/results.py)
+    return task_obj.with_options(result_storage=result_storage(spec.results_dir), refresh_cache=refresh or None)
 
 
 # ------------------------------------------------------------------------------------------------ parse
@@ -222,15 +251,16 @@ def pinned_voice_task(key: str, character: str, profile: dict, entry, spec: RunS
 _LOCKS: dict[tuple, Any] = {}
 
 
-def load_lock_cached(path: str):
-    """`pipeline.lock.load_lock`, memoised per process on (path, size, mtime): scenes share their voices' locks."""
-    from pipeline.lock import load_lock
+def load_lock_cached(path: str, digest: str | None = None):
+    """`pipeline.lock.load_lock` (with `digest`: `load_lock_as`, so a replaced file is refused), memoised per process
+    on (path, size, mtime, digest): scenes share their voices' locks."""
+    from pipeline.lock import load_lock, load_lock_as
 
-    key = (str(path), *(file_stat(path) or (None, None)))
+    key = (str(path), *(file_stat(path) or (None, None)), digest)
     if key not in _LOCKS:
         if len(_LOCKS) > 256:
             _LOCKS.clear()
-        _LOCKS[key] = load_lock(path)
+        _LOCKS[key] = load_lock(path) if digest is None else load_lock_as(path, digest)
     return _LOCKS[key]
 
 
@@ -262,10 +292,10 @@ def render_lines_task(label: str, jobs: list[dict], locks: dict[str, str], spec:
     line_jobs = [LineJob.from_json(j) for j in jobs]
     engine = get_engine(spec.engine, s, spec.models_dir)
     needed = {j.voice_digest for j in line_jobs if j.voice_digest}
-    lock_objs = {d: load_lock_cached(locks[d]) for d in needed if locks.get(d)}
+    lock_objs = {d: load_lock_cached(locks[d], d) for d in needed if locks.get(d)}
     summary = render_missing(
         engine, LineStore(spec.store_root), line_jobs, lock_objs, batch_size=s.render.batch_size,
-        language=s.render.language, force=force,
+        language=s.render.language, force=force, settings=s,
         on_line=lambda job, status: emit("line", key=job.key, character=job.character, status=status,
                                          scene_index=job.scene_index))
     result = {"rendered": list(summary.rendered), "reused": list(summary.reused),
@@ -294,7 +324,8 @@ def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str,
                      extension=j.extension, effects=tuple(j.effects)) for j in line_jobs]
     mix = mix_scene(lines, Path(out_path), spec.settings, scene_index=scene["index"], heading=scene["heading"])
     return {"scene": scene["label"], "index": scene["index"], "heading": scene["heading"], "key": scene_key,
-            "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "line_keys": [j.key for j in line_jobs]}
+            "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "files": {str(mix.path): file_record(mix.path)},
+            "line_keys": [j.key for j in line_jobs]}
 
 
 @task(name="assemble-master", cache_key_fn=_param_key("master_key"), **_CACHED)
@@ -310,5 +341,5 @@ def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, s
     written = write_deliverables(master, out_dir, subtitles=s.output.subtitles)
     outputs = {f"master_{fmt}": str(p) for fmt, p in master.paths.items()}
     outputs.update({name: str(p) for name, p in written.items()})
-    return {"outputs": outputs, "duration": master.duration, "lufs": master.lufs,
+    return {"outputs": outputs, "files": {p: file_record(p) for p in outputs.values()}, "duration": master.duration, "lufs": master.lufs,
             "true_peak_db": master.true_peak_db, "notes": list(master.notes)}

@@ -58,7 +58,7 @@ def write_audio(path: str | Path, audio: Audio, subtype: str | None = None) -> P
     path = Path(path)
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
     subtype = subtype or ("PCM_24" if fmt == "FLAC" else "FLOAT")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, needed_bytes=audio.samples.nbytes + 4096) as tmp:
         sf.write(str(tmp), audio.samples, audio.sample_rate, format=fmt, subtype=subtype)
     return path
 

@@ -30,7 +30,7 @@ from .design import Audition, audition, describe, pick
 from .errors import CastFileError, VoiceLockError
 from .evidence import Evidence
 from .keys import content_key, seed_from_key
-from .lock import load_lock, lock_path, prepare_reference, save_lock
+from .lock import load_lock, lock_path, lock_problem, prepare_reference, save_lock
 
 CASTING_VERSION = "1"
 
@@ -142,7 +142,7 @@ def lock_character(engine, audition: Audition, settings, lock_root: str | Path, 
 def _save(lock, lock_root: str | Path, name: str) -> tuple[Path, str]:
     digest = lock.digest()
     path = lock_path(lock_root, name, digest)
-    if not path.is_file():
+    if not path.is_file() or lock_problem(path, digest) is not None:  # a damaged or replaced file is rewritten
         save_lock(lock, path)
     return path, digest
 

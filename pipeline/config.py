@@ -51,6 +51,8 @@ class RenderSettings(_Frozen):
     seconds_per_word: float = Field(1.2, gt=0.0, le=10.0)
     min_seconds: float = Field(2.0, ge=0.0, le=120.0)  # floor of the allowance for very short lines
     silence_rms: float = Field(1e-4, ge=0.0, le=1.0)  # a take quieter than this is "near-silent" and retaken
+    max_words_per_line: int = Field(400, ge=1, le=100_000)  # hard limit on the text of one line job
+    long_lines: Literal["truncate", "refuse"] = "truncate"  # beyond the limit: cut with a warning, or stop
 
     @field_validator("engine")
     @classmethod

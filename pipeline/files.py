@@ -1,36 +1,150 @@
 """Writing files: atomic writes (temp file in the same folder, fsync, rename; nothing is half-written), file-safe
-names (`slug`) and the timestamp stamped into what we write (`now_iso`)."""
+names (`slug`) and the timestamp stamped into what we write (`now_iso`).
+
+Temp files are named `.rt-tmp.<host>.<pid>.<name[:40]>.<random><suffix>` so that `sweep_temps` can tell our own
+leftovers (from a run that was killed) from anything else, and never touches a temp file a live process is writing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import shutil
+import socket
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+TEMP_PREFIX = ".rt-tmp."
+_TEMP_NAME = re.compile(r"^\.rt-tmp\.(?P<host>[A-Za-z0-9-]{1,16})\.(?P<pid>\d{1,10})\.")
+STALE_FOREIGN_SECONDS = 6 * 3600  # a temp file from another machine is swept only when this old
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:16] or "host"
+
+
+class WriteError(OSError):
+    """Writing a file failed (disk full, no permission, …); the message names the path and what is needed."""
+
+
+def write_error(path: str | os.PathLike, error: BaseException, needed_bytes: int | None = None) -> WriteError:
+    """One clear line for a failed write of `path`: the cause, free space left and (when known) space needed."""
+    path = Path(path)
+    folder = path.parent
+    code = getattr(error, "errno", None)
+    text = str(error)
+    try:
+        free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
+    except OSError:
+        free = None
+    need = f"; about {_size(needed_bytes)} needed" if needed_bytes else ""
+    left = f" ({_size(free)} free{need})" if free is not None else ""
+    low_space = free is not None and free < max(needed_bytes or 0, 1024 * 1024)
+    opaque = _is_libsndfile_error(error)  # libsndfile says only "System error." for a full disk
+    if opaque:
+        code = None
+        text = " ".join(text.split())
+    if (code in (errno.ENOSPC, errno.EDQUOT) or "no space" in text.lower() or "disk full" in text.lower()
+            or (opaque and low_space)):
+        msg = f"cannot write {path}: disk full{left}. Free space in {folder} and run the same command again."
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS) or "permission" in text.lower():
+        msg = f"cannot write {path}: permission denied. Make {folder} writable and run the same command again."
+    else:
+        msg = f"cannot write {path}: {text or type(error).__name__}{left}."
+    return WriteError(code or errno.EIO, msg)
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None):
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, needed_bytes: int | None = None):
     """Yield a temp path beside `path`; on success rename it over `path`, on error delete it.
 
-    The temp name keeps the target's suffix so libraries that pick a format by extension still work.
+    The temp name keeps the target's suffix so libraries that pick a format by extension still work. A failure
+    while writing is re-raised as a WriteError naming `path` (never the temp path) with the free space left.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = f"{TEMP_PREFIX}{_host()}.{os.getpid()}.{path.name[:40]}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give users the permissions a plain open() would
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except WriteError:
+            raise
+        except OSError as e:
+            raise write_error(path, e, needed_bytes) from None
+        except Exception as e:
+            if _is_libsndfile_error(e):  # soundfile's errors are not OSErrors ("System error." on a full disk)
+                raise write_error(path, e, needed_bytes) from None
+            raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _is_libsndfile_error(e: BaseException) -> bool:
+    return type(e).__name__ in ("LibsndfileError", "SoundFileRuntimeError") or (
+        isinstance(e, RuntimeError) and type(e).__module__.startswith("soundfile"))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale_temp(path: Path, now: float | None = None) -> bool:
+    """True for one of our temp files whose writer is gone (this machine: its pid is dead; another machine: old)."""
+    m = _TEMP_NAME.match(path.name)
+    if not m:
+        return False
+    if m["host"] == _host():
+        return not _pid_alive(int(m["pid"]))
+    try:
+        return (now or time.time()) - path.stat().st_mtime > STALE_FOREIGN_SECONDS
+    except OSError:
+        return False
+
+
+def sweep_temps(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Delete our own stale temp files (see `is_stale_temp`) under `root`; returns what was removed."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed = []
+    candidates = root.rglob(f"{TEMP_PREFIX}*") if recursive else root.glob(f"{TEMP_PREFIX}*")
+    for p in candidates:
+        if p.is_file() and not p.is_symlink() and is_stale_temp(p):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def _umask() -> int:
@@ -60,6 +174,61 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+SLUG_MAX = 48  # file names derived from character names, titles and headings stay well under NAME_MAX
+
+
 def slug(name: str, default: str = "voice") -> str:
-    """File-safe lowercase name: runs of anything but a-z/0-9 become "-"; `default` if nothing is left."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or default
+    """File-safe lowercase name: runs of anything but a-z/0-9 become "-"; `default` if nothing is left. A name whose
+    slug is longer than SLUG_MAX is cut and given 8 hex digits of its sha256, so long names stay distinct."""
+    import hashlib
+
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or default
+    if len(s) <= SLUG_MAX:
+        return s
+    return f"{s[:SLUG_MAX - 9].rstrip('-')}-{hashlib.sha256(name.encode('utf-8', 'replace')).hexdigest()[:8]}"
+
+
+class FolderBusyError(OSError):
+    """Another process holds the lock of a folder we want to write."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "render", wait_s: float = 0.0, name: str = "readthrough"):
+    """Hold an exclusive lock on `folder` (a `.<name>.lock` file inside it) for the duration of the block.
+
+    Another holder — in this process or any other on the machine, or a machine sharing the folder where the file
+    system supports `flock` — makes this wait up to `wait_s` seconds, then raise FolderBusyError naming the folder
+    and the holder's pid. The lock dies with its process: a killed render never leaves the folder locked."""
+    import fcntl
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{name}.lock"
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    f.seek(0)
+                    try:
+                        holder = json.loads(f.read() or "{}")
+                    except ValueError:
+                        holder = {}
+                    who = f" (pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')})" \
+                        if holder.get("pid") else ""
+                    raise FolderBusyError(errno.EBUSY, f"Another {what} is writing to {folder}{who}. Wait for it to "
+                                          "finish, or use another output folder (-o).") from None
+                time.sleep(0.2)
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+                            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        f.flush()
+        yield path
+    finally:
+        f.close()  # closing the file releases the lock

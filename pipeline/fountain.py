@@ -70,6 +70,22 @@ _MACRO_RE = re.compile(r"\{\{[^{}\n]*\}\}")  # `{{PAGENUMBER: 101}}` (Highland/S
 # --------------------------------------------------------------------------------------------------- reading
 
 
+def _utf16_or_32(data: bytes) -> str | None:
+    """The codec of a UTF-16/32 file (by BOM, or by the NUL byte of every other byte of ASCII-heavy UTF-16)."""
+    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+                       (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if data.startswith(bom):
+            return codec
+    sample = data[:4096]
+    if len(sample) >= 8 and len(sample) % 2 == 0:
+        even, odd = sample[0::2], sample[1::2]
+        if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+            return "utf-16-le"
+        if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+            return "utf-16-be"
+    return None
+
+
 def read_script(path) -> Screenplay:
     """Read and parse a Fountain file. Raises ScriptError (naming the file) for missing/binary/non-Fountain files;
     warns (naming the byte offset) and decodes with replacement when the bytes are not valid UTF-8."""
@@ -82,6 +98,13 @@ def read_script(path) -> Screenplay:
         raise ScriptError(f"{path} is a directory; give the path of a .fountain file.") from None
     except OSError as e:
         raise ScriptError(f"{path}: cannot read the file ({e.strerror}).") from None
+    wide = _utf16_or_32(data)
+    if wide is not None:  # Windows editors save "Unicode" as UTF-16: read it (it holds NUL bytes by design)
+        try:
+            data = data.decode(wide).lstrip("\ufeff").encode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ScriptError(f"{path}: looks like a {wide.upper()} text file but byte {e.start} is not valid "
+                              f"{wide.upper()}. Re-save the file as UTF-8.") from None
     if b"\x00" in data:
         raise ScriptError(
             f"{path} is not a Fountain screenplay: it holds binary data (a NUL byte at offset {data.index(0)}). "

@@ -38,6 +38,15 @@ DIGEST_KEY = "digest"
 RELOCK_FIX = "re-lock the voice with `readthrough cast SCRIPT --force`"
 # array name -> (dtype, ndim) a lock file must use
 ARRAY_SPECS = {"ref_audio": (np.float32, 1), "ref_codes": (np.int32, 2), "x_vector": (np.float32, 1)}
+# Range limits of what a lock may hold (a hostile or damaged file must not make loading or rendering expensive)
+CODEC_VOCAB = 2048  # Qwen3-TTS 12 Hz codec: codes are in [0, 2048)
+MAX_REF_SECONDS = 120.0  # reference audio (clone prompts use a few seconds)
+MAX_REF_FRAMES = int(MAX_REF_SECONDS * 12.5)  # reference codes at 12.5 frames/s
+MAX_X_VECTOR = 8192
+SAMPLE_RATES = (8_000, 192_000)
+MAX_LOCK_BYTES = 64 * 1024 * 1024  # a lock file larger than this is refused before it is read
+MAX_NAME_CHARS = 20_000  # as long as a script line may be (fountain.MAX_LINE_CHARS): a cue can be a name
+MAX_TEXT_CHARS = 20_000  # reference text, description
 
 
 class LockMetadata(BaseModel):
@@ -162,6 +171,14 @@ def _check_arrays(arrays: dict[str, np.ndarray], kind: str, ref_text: str, path,
     codes = arrays.get("ref_codes")
     if codes is not None and codes.shape[0] != N_CODEBOOKS:
         raise _err(path, name, f"ref_codes has shape {list(codes.shape)}, expected [{N_CODEBOOKS}, T]", fix)
+    if codes is not None and codes.shape[1] > MAX_REF_FRAMES:
+        raise _err(path, name, f"ref_codes has {codes.shape[1]} frames, more than {MAX_REF_FRAMES} "
+                               f"({MAX_REF_SECONDS:.0f} s)", fix)
+    if codes is not None and (codes.min() < 0 or codes.max() >= CODEC_VOCAB):
+        raise _err(path, name, f"ref_codes hold values outside the codec vocabulary [0, {CODEC_VOCAB})", fix)
+    x_vector = arrays.get("x_vector")
+    if x_vector is not None and x_vector.size > MAX_X_VECTOR:
+        raise _err(path, name, f"x_vector has {x_vector.size} values, more than {MAX_X_VECTOR}", fix)
     if kind == "clone":
         missing = sorted(set(ARRAY_SPECS) - set(arrays))
         if missing:
@@ -181,7 +198,25 @@ def check_lock(lock: VoiceLock, path, fix: str = RELOCK_FIX) -> None:
         raise _err(path, lock.name, f"unknown kind {lock.kind!r} (known: {', '.join(lock_kinds())})", fix)
     if lock.kind == "preset" and not lock.params.get("speaker"):
         raise _err(path, lock.name, "preset lock has no params['speaker']", fix)
+    _check_bounds(lock.name, lock.sample_rate, lock.ref_text, lock.description, path, fix)
+    ref = lock.ref_audio
+    if ref is not None and ref.size > MAX_REF_SECONDS * lock.sample_rate:
+        raise _err(path, lock.name, f"reference audio is {ref.size / lock.sample_rate:.0f} s, longer than "
+                                    f"{MAX_REF_SECONDS:.0f} s", fix)
     _check_arrays(lock.arrays(), lock.kind, lock.ref_text, path, lock.name, fix)
+
+
+def _check_bounds(name: str, sample_rate: int, ref_text: str, description: str, path, fix: str = RELOCK_FIX) -> None:
+    """Lengths and ranges of a lock's scalar fields."""
+    shown = name[:40] + "…" if len(name) > 40 else name
+    if len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
+        raise _err(path, shown, f"the voice name is longer than {MAX_NAME_CHARS} characters or holds control "
+                                "characters", fix)
+    if not SAMPLE_RATES[0] <= sample_rate <= SAMPLE_RATES[1]:
+        raise _err(path, shown, f"sample_rate {sample_rate} is outside {SAMPLE_RATES[0]}-{SAMPLE_RATES[1]} Hz", fix)
+    for what, text in (("reference text", ref_text), ("description", description)):
+        if len(text) > MAX_TEXT_CHARS:
+            raise _err(path, shown, f"the {what} is longer than {MAX_TEXT_CHARS} characters", fix)
 
 
 # ---------------------------------------------------------------- save / load
@@ -210,7 +245,7 @@ def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, dict]]:
         if len(head) != 8:
             raise ValueError("file is too short to be safetensors")
         (n,) = struct.unpack("<Q", head)
-        if n > 100 * 1024 * 1024 or n > path.stat().st_size - 8:
+        if n > 1024 * 1024 or n > path.stat().st_size - 8:
             raise ValueError("header length is out of range")
         header = json.loads(f.read(n).decode("utf-8"))
     meta = header.pop("__metadata__", None) or {}
@@ -221,18 +256,21 @@ def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, dict]]:
 def _read_meta(path: Path) -> tuple[dict[str, Any], str]:
     try:
         meta, _ = read_header(path)
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise _err(path, None, f"not a readable safetensors file ({e})") from None
-    if META_KEY not in meta:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, UnicodeDecodeError) as e:
+        raise _err(path, None, f"not a readable safetensors file ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(meta, dict) or META_KEY not in meta:
         raise _err(path, None, "not a readthrough voice lock (no lock metadata)",
                    "pass a *.lock.safetensors file written by `readthrough cast`")
     try:
+        if not isinstance(meta, dict) or not isinstance(meta.get(META_KEY), str):
+            raise ValueError("metadata is not a JSON string")
         info = json.loads(meta[META_KEY])
         if not isinstance(info, dict):
             raise ValueError("metadata is not an object")
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise _err(path, None, f"lock metadata is not valid JSON ({e})") from None
-    return info, meta.get(DIGEST_KEY, "")
+    digest = meta.get(DIGEST_KEY, "")
+    return info, digest if isinstance(digest, str) else ""
 
 
 def _lock_from_meta(info: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> VoiceLock:
@@ -251,8 +289,10 @@ def _lock_from_meta(info: dict[str, Any], arrays: dict[str, np.ndarray], path: P
         key = str(e.errors()[0]["loc"][0])
         what = {"seed": "an integer (or null)", "params": "a table", "sample_rate": "an integer"}.get(key, "a str")
         raise _err(path, name, f"metadata field {key!r} is missing or not {what}") from None
-    _check_arrays(arrays, kind, meta.ref_text, path, name)
-    return VoiceLock(**meta.model_dump(exclude={"format_version"}), **arrays)
+    _check_arrays(arrays, kind, meta.ref_text, path, name)  # before VoiceLock coerces their dtypes
+    lock = VoiceLock(**meta.model_dump(exclude={"format_version"}), **arrays)
+    check_lock(lock, path)  # names, rates, text lengths, reference length
+    return lock
 
 
 def load_lock(path: str | Path, expect_model_id: str | None = None) -> VoiceLock:
@@ -267,6 +307,9 @@ def load_lock(path: str | Path, expect_model_id: str | None = None) -> VoiceLock
     path = Path(path)
     if not path.is_file():
         raise _err(path, None, "file not found", "check the path, or list locks with `readthrough voices list`")
+    if path.stat().st_size > MAX_LOCK_BYTES:
+        raise _err(path, None, f"the file is {path.stat().st_size} bytes, more than a lock can be "
+                               f"({MAX_LOCK_BYTES} bytes)")
     info, digest = _read_meta(path)
     name = info.get("name") if isinstance(info.get("name"), str) else None
     try:
@@ -279,6 +322,28 @@ def load_lock(path: str | Path, expect_model_id: str | None = None) -> VoiceLock
     if expect_model_id is not None and lock.model_id != expect_model_id:
         raise _err(path, name, f"made by model {lock.model_id!r}, not {expect_model_id!r}",
                    f"use settings whose model is {lock.model_id!r}, or {RELOCK_FIX}")
+    return lock
+
+
+def lock_problem(path: str | Path, digest: str) -> str | None:
+    """Why the lock file at `path` cannot be used as the voice `digest` (unreadable, damaged, or replaced by another
+    voice), or None when it loads and its content digest is `digest`."""
+    try:
+        lock = load_lock(path)
+    except VoiceLockError as e:
+        return str(e)
+    if lock.digest() != digest:
+        return (f"Voice lock {path} holds voice {lock.digest()[:12]}, not {digest[:12]} it is used as (the file was "
+                f"replaced); {RELOCK_FIX}.")
+    return None
+
+
+def load_lock_as(path: str | Path, digest: str) -> VoiceLock:
+    """`load_lock`, and the lock must be the voice `digest` (the digest it was cast and keyed under)."""
+    lock = load_lock(path)
+    if lock.digest() != digest:
+        raise _err(path, lock.name, f"holds voice {lock.digest()[:12]}, not {digest[:12]} it is cast as (the file was "
+                                    "replaced)")
     return lock
 
 

@@ -7,6 +7,7 @@ editing one line changes exactly one key, and a rerun renders only keys the Line
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
@@ -140,6 +141,49 @@ def _speech_text(text: str) -> str:
     return speech_text(text)
 
 
+CLAIM_MAX = 512  # lines claimed at once (one open file each); bigger chunks render unclaimed
+CHARS_PER_WORD_LIMIT = 40  # a "word" longer than this counts as several (URLs, runs of symbols, missing spaces)
+
+
+def job_words(text: str) -> int:
+    """Words in a line's text for its limits: whitespace-separated, long runs counted per 40 characters."""
+    return sum(max(1, -(-len(w) // CHARS_PER_WORD_LIMIT)) for w in text.split())
+
+
+def max_job_seconds(text: str, settings: "Settings") -> float:
+    """The most audio one line job may produce: `seconds_per_word` per word, at least `min_seconds`."""
+    r = settings.render
+    return max(r.min_seconds, job_words(text) * r.seconds_per_word)
+
+
+def bound_text(text: str, settings: "Settings", where: str) -> tuple[str, str | None]:
+    """(text, note): the text of one line job within `render.max_words_per_line` words. Beyond it the text is cut
+    at the limit with a note saying so (`long_lines = "truncate"`), or a ScriptError names the line
+    (`long_lines = "refuse"`). Works on whatever the planner hands it, split into pieces or not."""
+    from .errors import ScriptError
+
+    limit = settings.render.max_words_per_line
+    words = job_words(text)
+    if words <= limit:
+        return text, None
+    if settings.render.long_lines == "refuse":
+        raise ScriptError(f"{where}: one line of {words} words is longer than render.max_words_per_line = {limit}. "
+                          "Split the speech, raise the limit in a --settings file, or set "
+                          "render.long_lines = \"truncate\".")
+    kept: list[str] = []
+    budget = limit
+    for w in text.split():
+        cost = max(1, -(-len(w) // CHARS_PER_WORD_LIMIT))
+        if cost > budget:
+            if budget > 0:
+                kept.append(w[: budget * CHARS_PER_WORD_LIMIT])
+            break
+        kept.append(w)
+        budget -= cost
+    return " ".join(kept), (f"truncated: {words} words, only the first {limit} are spoken "
+                            "(render.max_words_per_line)")
+
+
 def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | None], engine_desc: dict,
                     settings: "Settings", repeats: dict | None = None) -> list[LineJob]:
     """The LineJobs of one scene, in script order. `repeats` counts identical (voice, text, instruct) lines across
@@ -157,6 +201,7 @@ def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | N
             text = _speech_text(part.text)
             if not text.strip():
                 continue
+            text, cut = bound_text(text, settings, f"line {part.line or d.line} ({d.character})")
             voice = voices.get(d.character)
             ident = (voice, d.character if voice is None else "", text, direction.instruct)
             repeat = repeats.get(ident, 0)
@@ -166,7 +211,8 @@ def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | N
                 key=key, scene_index=scene_index, heading=scene.heading, character=d.character,
                 voice_digest=voice, text=text, instruct=direction.instruct, seed=seed_from_key(key),
                 dual_group=group, dual_side=side, pause_before=direction.pause_before, extension=d.extension,
-                source_line=part.line or d.line, effects=direction.effects, notes=direction.notes,
+                source_line=part.line or d.line, effects=direction.effects,
+                notes=direction.notes + ((cut,) if cut else ()),
             ))
     return jobs
 
@@ -191,6 +237,7 @@ def _unique(jobs: Iterable[LineJob]) -> list[LineJob]:
 def render_missing(
     engine, store: "LineStore", jobs: Sequence[LineJob], locks: Mapping[str, "VoiceLock"], *, batch_size: int = 8,
     language: str = "en", on_line: Callable[[LineJob, str], None] | None = None, force: bool = False,
+    settings: "Settings | None" = None,
 ) -> RenderSummary:
     """Render every job whose key the store lacks through ONE engine session (pipeline.engines.session) that keeps
     `batch_size` rows busy across voices and scenes; store each line as soon as it is done; never raises for one
@@ -198,7 +245,9 @@ def render_missing(
 
     `locks` maps a voice digest (or a character name) to its VoiceLock. `on_line(job, status)` is called once per
     unique key with status "reused", "rendered" or "failed" (for progress bars). `force` renders every job again,
-    replacing what the store holds.
+    replacing what the store holds. With `settings`, a take longer than `max_job_seconds` of its text fails.
+    Lines are claimed in the store while they render (`LineStore.claim`): a line another render is writing is
+    waited for and reused, not rendered twice.
     """
     started = time.perf_counter()
     unique = _unique(jobs)
@@ -235,15 +284,24 @@ def render_missing(
             return
         waiting.discard(outcome.key)
         job = by_key[outcome.key]
-        settle(job, _store_outcome(store, engine, job, outcome))
+        limit = max_job_seconds(job.text, settings) if settings is not None else None
+        settle(job, _store_outcome(store, engine, job, outcome, limit))
 
     session = open_session(engine, batch_size)
     crash = None
-    if rows:
-        try:
-            session.run(rows, on_outcome)
-        except Exception as e:  # noqa: BLE001 — the session itself broke: its unfinished lines fail, named
-            crash = f"engine error: {type(e).__name__}: {e}"
+    claim = store.claim(r.job.key for r in rows) if len(rows) <= CLAIM_MAX else contextlib.nullcontext()
+    with claim:  # waits while another render writes any of these lines (different output folders, farm workers)
+        for r in [r for r in rows if not force and store.has(r.job.key)]:  # stored by that render meanwhile
+            waiting.discard(r.job.key)
+            reused.append(by_key[r.job.key])
+            if on_line:
+                on_line(by_key[r.job.key], "reused")
+        rows = [r for r in rows if r.job.key in waiting]
+        if rows:
+            try:
+                session.run(rows, on_outcome)
+            except Exception as e:  # noqa: BLE001 — the session itself broke: its unfinished lines fail, named
+                crash = f"engine error: {type(e).__name__}: {e}"
     for key in [r.job.key for r in rows if r.job.key in waiting]:
         waiting.discard(key)
         settle(by_key[key], crash or "engine returned no outcome for this line")
@@ -259,7 +317,7 @@ def plan_chunks(jobs: Sequence[LineJob], size: int) -> list[list[LineJob]]:
     return [unique[i:i + size] for i in range(0, len(unique), size)]
 
 
-def _store_outcome(store, engine, job: LineJob, out) -> str | None:
+def _store_outcome(store, engine, job: LineJob, out, limit: float | None = None) -> str | None:
     """Put a good outcome in the store; return the failure reason otherwise."""
     if out is None:
         return "engine returned no outcome for this line"
@@ -267,12 +325,15 @@ def _store_outcome(store, engine, job: LineJob, out) -> str | None:
         return out
     if not out.ok:
         return out.error or "engine returned no audio"
+    if limit is not None and out.audio.duration > limit:
+        return (f"runaway take: {out.audio.duration:.1f} s of audio for {job_words(job.text)} words (limit "
+                f"{limit:.1f} s from render.seconds_per_word / min_seconds); not stored")
     try:
         store.put(job.key, out.audio, {
             "tokens": out.tokens, "retakes": out.retakes, "seed": out.seed or job.seed,
             "engine": getattr(engine, "name", ""), "character": job.character, "text": job.text,
         })
-    except OSError as e:
+    except OSError as e:  # WriteError from pipeline.files names the line's own path and the free space
         return f"could not write to the line store: {e}"
     return None
 

@@ -32,6 +32,15 @@ class FailedLine(_Record):
     scene_index: int | None = None
 
 
+class RepairedLine(_Record):
+    """A stored line whose file did not match its sidecar (truncated, replaced, unreadable): rendered again."""
+
+    key: str
+    character: str
+    source_line: int
+    reason: str
+
+
 class SceneRecord(_Record):
     scene: str  # label
     index: int
@@ -46,6 +55,7 @@ class SceneRecord(_Record):
     failed: int = 0
     failed_lines: list[FailedLine] = []
     error: str | None = None  # why the whole scene failed (rather than some of its lines)
+    repaired_lines: list[RepairedLine] = []  # damaged in the line store, rendered again in this run
 
 
 class Counts(_Record):
@@ -71,6 +81,8 @@ class RenderReport(_Record):
     error: str | None = None  # why the run stopped before any scene result
     scenes: list[SceneRecord] = []
     failed_lines: list[FailedLine] = []
+    repaired_lines: list[RepairedLine] = []  # lines whose stored files were damaged, rendered again
+    warnings: list[str] = []  # e.g. lines truncated to render.max_words_per_line
     outputs: dict[str, str] = {}  # master files, cue sheet, subtitles, labels by kind
     master_note: str | None = None  # why there is no master, when there is none
     cast: dict[str, CastRecord] = {}

@@ -30,7 +30,7 @@ from .audio import SAMPLE_RATE, Audio, resample
 from .errors import VoiceLockError
 from .files import atomic_path, now_iso
 from .languages import QWEN_LANGUAGES
-from .lock import N_CODEBOOKS, VoiceLock, check_lock
+from .lock import CODEC_VOCAB, MAX_REF_FRAMES, MAX_X_VECTOR, N_CODEBOOKS, VoiceLock, check_lock
 
 VOX_VERSION = "0.4.0"
 ENGINE = "qwen3-tts"
@@ -39,7 +39,12 @@ SAMPLE_AUDIO = "sample-audio.wav"
 LEGACY_CLONE_PROMPT = f"embeddings/{ENGINE}/{CLONE_PROMPT}"
 LEGACY_SAMPLE_AUDIO = f"embeddings/{ENGINE}/{SAMPLE_AUDIO}"
 DEFAULT_LANGUAGE = "en"  # written without a language segment
-MAX_ENTRY_BYTES = 512 * 1024 * 1024  # refuse absurd (zip-bomb) entries
+# Limits checked before anything is decompressed (a hostile or damaged file must fail fast and cheaply)
+MAX_VOX_BYTES = 64 * 1024 * 1024  # the whole .vox file
+MAX_ENTRY_BYTES = 32 * 1024 * 1024  # one entry, uncompressed (reference audio of ≤ 120 s is ≈ 11 MB as float32)
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_RATIO = 200  # uncompressed / compressed size of one entry (bombs are far above; WAV and JSON far below)
+MAX_ENTRIES = 1000
 EXT = "readthrough"  # our extensions namespace: lock fields a .vox has no place for
 
 # Qwen3-TTS language names -> BCP-47 (clone prompts may record either)
@@ -240,22 +245,33 @@ def _read_safetensors(blob: bytes, what: str) -> dict[str, np.ndarray]:
     if len(blob) < 8:
         raise ValueError(f"{what} is too short")
     (n,) = struct.unpack("<Q", blob[:8])
-    if n > len(blob) - 8:
+    if n > len(blob) - 8 or n > 64 * 1024:
         raise ValueError(f"{what} header is out of range")
     header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError(f"{what} header is not an object")
     header.pop("__metadata__", None)
     data = blob[8 + n :]
     out = {}
     for name, info in header.items():
-        start, end = info["data_offsets"]
+        if not isinstance(info, dict):
+            raise ValueError(f"{what}: tensor {name!r} is not described by an object")
+        start, end = info.get("data_offsets") or (None, None)
+        shape = info.get("shape")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(data)):
+            raise ValueError(f"{what}: tensor {name!r} has data offsets outside the file")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise ValueError(f"{what}: tensor {name!r} has an invalid shape")
         raw = data[start:end]
-        if info["dtype"] == "BF16":
+        if info.get("dtype") == "BF16":
             a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif info["dtype"] in _ST_DTYPES:
+        elif info.get("dtype") in _ST_DTYPES:
             a = np.frombuffer(raw, dtype=_ST_DTYPES[info["dtype"]])
         else:
-            raise ValueError(f"{what}: unsupported dtype {info['dtype']}")
-        out[name] = a.reshape(info["shape"]).copy()
+            raise ValueError(f"{what}: unsupported dtype {info.get('dtype')!r}")
+        if int(np.prod(shape, dtype=np.int64)) != a.size:
+            raise ValueError(f"{what}: tensor {name!r} shape {shape} does not match its {a.size} values")
+        out[name] = a.reshape(shape).copy()
     return out
 
 
@@ -282,6 +298,11 @@ def decode_clone_prompt(data: bytes) -> ClonePrompt:
     meta = json.loads(data[4 : 4 + n].decode("utf-8"))
     if not isinstance(meta, dict):
         raise ValueError("clone prompt metadata is not a JSON object")
+    for field in ("refCodesSize", "speakerDataSize"):
+        if field in meta and not (isinstance(meta[field], int) and not isinstance(meta[field], bool)):
+            raise ValueError(f"clone prompt {field} is not an integer")
+    if not isinstance(meta.get("refText", ""), str) or not isinstance(meta.get("language", ""), str):
+        raise ValueError("clone prompt refText/language are not strings")
     codes_size, spk_size = int(meta.get("refCodesSize", -1)), int(meta.get("speakerDataSize", 0))
     has_emb = bool(meta.get("hasEmbedding", spk_size > 0))
     pos = 4 + n
@@ -293,12 +314,18 @@ def decode_clone_prompt(data: bytes) -> ClonePrompt:
     codes = codes.reshape(codes.shape[-2:]) if codes.ndim == 3 and codes.shape[0] == 1 else codes
     if codes.ndim != 2 or codes.shape[0] != N_CODEBOOKS:
         raise ValueError(f"ref_codes has shape {list(codes.shape)}, expected [1, {N_CODEBOOKS}, T]")
+    if codes.shape[1] > MAX_REF_FRAMES or codes.shape[1] == 0:
+        raise ValueError(f"ref_codes has {codes.shape[1]} frames (1 to {MAX_REF_FRAMES} allowed)")
+    if not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0 or codes.max() >= CODEC_VOCAB:
+        raise ValueError(f"ref_codes are not integers in the codec vocabulary [0, {CODEC_VOCAB})")
     x_vector = None
     if has_emb:
         spk = _read_safetensors(data[pos + codes_size : pos + codes_size + spk_size], "speaker_embedding")
         if "speaker_embedding" not in spk:
             raise ValueError("clone prompt holds no speaker_embedding")
         x_vector = spk["speaker_embedding"].astype(np.float32).reshape(-1)
+        if x_vector.size > MAX_X_VECTOR or not np.all(np.isfinite(x_vector)):
+            raise ValueError(f"speaker_embedding has {x_vector.size} values or non-finite ones")
     return ClonePrompt(codes.astype(np.int32), x_vector, str(meta.get("refText", "")), str(meta.get("language", "")))
 
 
@@ -440,12 +467,38 @@ class VoxArchive:
     names: tuple[str, ...]
     problems: tuple[str, ...] = ()
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_ENTRY_BYTES) -> bytes:
         with zipfile.ZipFile(self.path) as zf:
-            info = zf.getinfo(name)
-            if info.file_size > MAX_ENTRY_BYTES:
-                raise VoiceLockError(f"{self.path}: entry {name} is {info.file_size} bytes, too large to read.")
-            return zf.read(info)
+            return _read_entry(zf, self.path, name, limit)
+
+
+def _read_entry(zf: zipfile.ZipFile, path: Path, name: str, limit: int) -> bytes:
+    """One entry's bytes, refused before decompression when its declared size or ratio is too large, and cut off
+    if it inflates beyond what it declared (headers can lie)."""
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise VoiceLockError(f"{path}: entry {name[:80]} is {info.file_size} bytes uncompressed, more than {limit}; "
+                             "this is not a voice file readthrough reads.")
+    if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1024 * 1024:
+        raise VoiceLockError(f"{path}: entry {name[:80]} expands {info.file_size // info.compress_size}× "
+                             "(a ZIP bomb?); refused.")
+    with zf.open(info) as f:
+        data = f.read(min(limit, info.file_size) + 1)
+    if len(data) > info.file_size or len(data) > limit:
+        raise VoiceLockError(f"{path}: entry {name[:80]} is larger than its header says; refused.")
+    return data
+
+
+def _check_names(path: Path, names) -> None:
+    """Refuse archives with too many entries or unsafe entry names (absolute, `..`, backslashes, control chars)."""
+    if len(names) > MAX_ENTRIES:
+        raise VoiceLockError(f"{path}: {len(names)} entries, more than a .vox holds ({MAX_ENTRIES}); refused.")
+    for n in names:
+        parts = PurePosixPath(n).parts
+        if (n.startswith(("/", "\\")) or "\\" in n or ".." in parts or re.match(r"^[A-Za-z]:", n)
+                or any(ord(c) < 32 for c in n) or len(n) > 512):
+            raise VoiceLockError(f"{path}: unsafe entry name {n[:80]!r} (absolute, '..' or control characters); "
+                                 "this is not a voice file readthrough reads.")
 
 
 def read_vox(path: str | Path) -> VoxArchive:
@@ -456,18 +509,24 @@ def read_vox(path: str | Path) -> VoxArchive:
     path = Path(path)
     if not path.is_file():
         raise VoiceLockError(f"{path}: file not found; check the path.")
+    if path.stat().st_size > MAX_VOX_BYTES:
+        raise VoiceLockError(f"{path}: {path.stat().st_size} bytes, more than a .vox voice file can be "
+                             f"({MAX_VOX_BYTES} bytes); refused.")
     try:
         with zipfile.ZipFile(path) as zf:
             names = tuple(zf.namelist())
+            _check_names(path, names)
+            links = [i.filename for i in zf.infolist() if (i.external_attr >> 16) & 0o170000 == 0o120000]
+            if links:
+                raise VoiceLockError(f"{path}: entry {links[0][:80]!r} is a symbolic link; refused.")
             if "manifest.json" not in names:
                 raise VoiceLockError(f"{path}: not a .vox file (no manifest.json at the archive root).")
-            if zf.getinfo("manifest.json").file_size > MAX_ENTRY_BYTES:
-                raise VoiceLockError(f"{path}: manifest.json is too large.")
-            manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
-    except (zipfile.BadZipFile, OSError) as e:
+            manifest = json.loads(_read_entry(zf, path, "manifest.json", MAX_MANIFEST_BYTES).decode("utf-8"))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, NotImplementedError, EOFError) as e:
         raise VoiceLockError(f"{path}: not a .vox file (not a readable ZIP: {e}).") from None
-    except ValueError as e:
-        raise VoiceLockError(f"{path}: manifest.json is not valid UTF-8 JSON ({e}).") from None
+    except (ValueError, RecursionError) as e:
+        raise VoiceLockError(f"{path}: manifest.json is not valid UTF-8 JSON ({type(e).__name__}: "
+                             f"{str(e)[:200]}).") from None
     problems = validate_required(manifest)
     if problems:
         raise VoiceLockError(f"{path}: invalid manifest.json: " + "; ".join(problems)
@@ -508,7 +567,8 @@ def find_clone_prompt(manifest: dict, names, *, model_id: str | None = None,
     Only entries whose file is a clone-prompt.bin present in the archive count, so a sample WAV is never returned in
     its place. Raises VoiceLockError when nothing matches."""
     entries = []
-    for k, e in (manifest.get("embeddings") or {}).items():
+    embeddings = manifest.get("embeddings")
+    for k, e in (embeddings if isinstance(embeddings, dict) else {}).items():
         if not isinstance(e, dict) or PurePosixPath(str(e.get("file", ""))).name != CLONE_PROMPT:
             continue
         # older writers left off the "embeddings/" prefix; find the entry either way
@@ -568,6 +628,17 @@ def import_vox(path: str | Path, *, model_id: str | None = None, language: str |
     no place for (seed, params) come back from our `extensions.readthrough` when the file was written by readthrough.
     """
     vox = read_vox(path)
+    try:
+        return _import(vox, model_id, language)
+    except VoiceLockError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, RecursionError, OverflowError, struct.error,
+            zipfile.BadZipFile, EOFError, OSError) as e:  # a malformed field anywhere: name the file, not a traceback
+        raise VoiceLockError(f"{vox.path}: malformed .vox ({type(e).__name__}: {str(e)[:200]}); re-export the "
+                             "voice with a vox-format 0.4.0 writer.") from None
+
+
+def _import(vox: VoxArchive, model_id: str | None, language: str | None) -> VoiceLock:
     try:
         prompt_file, entry = find_clone_prompt(vox.manifest, vox.names, model_id=model_id, language=language)
     except VoiceLockError as e:

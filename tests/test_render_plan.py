@@ -237,3 +237,61 @@ def test_plan_chunks_keeps_script_order_and_drops_repeated_keys():
     chunks = plan_chunks(jobs + jobs[:2], 4)
     assert [len(c) for c in chunks] == [4, 4, 1]
     assert [j.key for c in chunks for j in c] == [j.key for j in jobs]
+
+
+# ---- issue 18.1: a hard limit on the text of one line job, whether or not speeches are split
+
+
+def test_bound_text_truncates_or_refuses():
+    from pipeline.config import Settings
+    from pipeline.errors import ScriptError
+    from pipeline.render import bound_text, job_words, max_job_seconds
+
+    s = Settings().with_overrides({"render.max_words_per_line": 5})
+    text = "one two three four five six seven"
+    cut, note = bound_text(text, s, "line 9 (ANNA)")
+    assert cut == "one two three four five" and "7 words" in note and "max_words_per_line" in note
+    assert bound_text("short line", s, "x") == ("short line", None)
+    blob = "x" * 1000  # one 1,000-character "word" counts as 25 words: it cannot dodge the limit
+    assert job_words(blob) == 25 and len(bound_text(blob, s, "x")[0]) == 5 * 40
+    refuse = s.with_overrides({"render.long_lines": "refuse"})
+    with pytest.raises(ScriptError, match=r"line 9 \(ANNA\).*7 words.*max_words_per_line = 5"):
+        bound_text(text, refuse, "line 9 (ANNA)")
+    assert max_job_seconds("a", s) == s.render.min_seconds
+    assert max_job_seconds(" ".join(["w"] * 100), s) == pytest.approx(100 * s.render.seconds_per_word)
+
+
+def test_plan_caps_a_20000_word_speech(tmp_path):
+    from pipeline.config import Settings
+    from pipeline.fountain import parse_fountain
+    from pipeline.render import job_words, plan_line_jobs
+
+    body = "\n".join(" ".join(["word"] * 10) for _ in range(2000))
+    screenplay = parse_fountain(f"INT. ROOM - DAY\n\nANNA\n{body}\n")
+    [job] = plan_line_jobs(screenplay, {"ANNA": "v"}, {"engine": "x"}, Settings())
+    assert job_words(job.text) == 400 and any("20000 words" in n for n in job.notes)
+
+
+def test_runaway_take_is_not_stored(tmp_path):
+    import numpy as np
+
+    from pipeline.audio import Audio
+    from pipeline.config import Settings
+    from pipeline.engines.base import RenderOutcome
+    from pipeline.engines.instant import InstantEngine
+    from pipeline.render import LineJob, render_missing
+    from pipeline.store import LineStore
+
+    class Babbler(InstantEngine):
+        def render(self, lock, jobs):
+            return [RenderOutcome(j.key, Audio(np.zeros(24_000 * 60, np.float32))) for j in jobs]  # 60 s each
+
+    engine = Babbler()
+    audio = engine.design("calm", "Hello there.", [1])[0]
+    lock = engine.lock(audio, "Hello there.", name="A", description="calm", seed=1)
+    job = LineJob(key="line-" + "ab" * 16, scene_index=0, heading=None, character="A", voice_digest="v",
+                  text="Two words.", instruct=None, seed=1)
+    store = LineStore(tmp_path)
+    summary = render_missing(engine, store, [job], {"v": lock}, settings=Settings())
+    assert not summary.rendered and "runaway take: 60.0 s" in summary.failed[0].reason
+    assert not store.has(job.key)

@@ -21,6 +21,7 @@ imports engines lazily), and `espeakng-loader` is an optional extra, so the core
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import hashlib
 import re
@@ -58,6 +59,15 @@ OLD_MALE_VARIANTS = ("grandpa", "m1", "m7", "m8", "croak", "klatt3")
 OLD_FEMALE_VARIANTS = ("grandma", "f1", "f4", "belinda", "linda")
 ROUGH_VARIANTS = ("croak", "m1", "m8", "klatt4")
 WHISPER_VARIANTS = {"male": ("whisper",), "female": ("whisperf",)}
+
+
+
+def pickable_variants() -> tuple[str, ...]:
+    """Every espeak variant this engine can choose (description pools and presets), sorted."""
+    pools = (MALE_VARIANTS + FEMALE_VARIANTS + CHILD_VARIANTS + OLD_MALE_VARIANTS + OLD_FEMALE_VARIANTS
+             + ROUGH_VARIANTS + sum(WHISPER_VARIANTS.values(), ()) + tuple(p["variant"] for p in PRESETS.values()))
+    return tuple(sorted(set(pools)))
+
 
 _FEMALE_WORDS = {
     "woman", "women", "female", "girl", "girls", "lady", "she", "her", "hers", "mother", "mom", "mum", "wife",
@@ -310,6 +320,7 @@ class _LibraryBackend:
             raise EngineError(f"espeak-ng could not start with its data in {self.data_path.decode()}; "
                               f"reinstall it: {INSTALL_HINT}.")
         lib.espeak_SetSynthCallback(self._callback)
+        _fix_random_seed(lib)
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
@@ -346,6 +357,23 @@ class _LibraryBackend:
         return (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)), rate
 
 
+# Variants whose breath noise espeak-ng seeds from the clock. The library backend fixes the seed; an `espeak-ng`
+# program cannot be told one, so there they are replaced by the nearest variant without noise (deterministic).
+CLOCK_SEEDED_VARIANTS = {"f2": "f1", "f3": "f4", "f5": "f4", "Alicia": "Annie", "whisper": "m1", "whisperf": "f1"}
+RAND_SEED = 1  # espeak-ng's noise generator (breathy/whisper variants): fixed, so every process speaks alike
+
+
+def _fix_random_seed(lib) -> None:
+    """espeak-ng seeds the noise of breathy variants (f2, f3, f5, Alicia, whisper…) from the clock at start-up;
+    a fixed seed (and libc's `rand`, which older builds use) makes their samples the same in every process."""
+    seed_fn = getattr(lib, "espeak_ng_SetRandSeed", None)
+    if seed_fn is not None:
+        seed_fn.argtypes = [ctypes.c_long]
+        seed_fn(RAND_SEED)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).srand(RAND_SEED)
+
+
 def _unload(lib) -> None:
     """dlclose / FreeLibrary: with no other handle open, the library's static state goes with it."""
     import _ctypes
@@ -372,8 +400,9 @@ class _ProgramBackend:
 
     def synth(self, text: str, params: dict) -> tuple[np.ndarray, int]:
         last = ""
+        variant = CLOCK_SEEDED_VARIANTS.get(params["variant"], params["variant"])  # no seed to fix from outside
         for lang in espeak_languages(params.get("language", "en")):
-            cmd = [self.program, "--stdout", "-b", "1", "-v", f"{lang}+{params['variant']}",
+            cmd = [self.program, "--stdout", "-b", "1", "-v", f"{lang}+{variant}",
                    "-p", str(int(params["pitch"])), "-s", str(int(params["rate"])), "-a", str(VOLUME)]
             if self.has_range:
                 cmd += ["-P", str(int(params["range"]))]
