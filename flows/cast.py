@@ -20,6 +20,7 @@ import numpy as np
 from prefect import flow
 
 from flows.concurrency import mlx_guard, mlx_slot
+from flows.interrupt import checkpoint
 from flows.reporting import cast_table_artifact, emit
 from flows.tasks import (
     FLOW_VERSION, RunSpec, analyze_task, configured, design_task, embedding_digest, evidence_task, get_analyzer,
@@ -71,10 +72,12 @@ def cached_steps(spec: RunSpec, force: bool = False):
         configured(t, spec, force) for t in (analyze_task, design_task, pick_task, lock_task, pinned_voice_task))
 
     def analyze(name: str, evidence, overrides) -> CharacterProfile:
+        checkpoint("while casting")  # Ctrl-C: no new casting step (flows/interrupt)
         key = profile_key(evidence, analyzer.id, overrides)
         return CharacterProfile.from_json(t_analyze(key, name, evidence, overrides, spec))
 
     def design(name: str, description: str, seeds: list[int]) -> list[Audition]:
+        checkpoint("while casting")
         key = content_key("design", FLOW_VERSION, {
             "character": name, "description": description, "seeds": seeds, "n": s.casting.auditions,
             "text": s.casting.sample_text, "model": info.design_model, "language": s.render.language})
@@ -100,6 +103,7 @@ def cached_steps(spec: RunSpec, force: bool = False):
         return locked["lock_path"], locked["lock_digest"]
 
     def pinned(name: str, profile: CharacterProfile, entry):
+        checkpoint("while casting")
         pin = {"lock": str(entry.lock) if entry.lock else None,
                "lock_sha": sha256_file(entry.lock) if entry.lock and Path(entry.lock).is_file() else None,
                "preset": entry.preset, "instruct": entry.instruct}

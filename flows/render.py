@@ -22,6 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.concurrency import mlx_guard, mlx_slot
+from flows.interrupt import RenderInterrupted, requested
 from flows.cast import _with_outputs, cast_characters, cast_rows, load_cast, make_spec
 from flows.reporting import ProgressArtifact, cast_table_artifact, emit, outputs_artifact
 from flows.tasks import (
@@ -30,6 +31,7 @@ from flows.tasks import (
 )
 from pipeline.errors import RenderError, SettingsError
 from pipeline.files import FolderBusyError, folder_lock, sweep_temps
+from pipeline.fountain import plain_title
 from pipeline.keys import content_key
 from pipeline.render_report import REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, save_render_report
 from pipeline.store import LineStore
@@ -176,6 +178,8 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
                 settle(i)
         progress.advance(len(chunk), force=True)
         between_chunks(n, len(chunks))
+        if requested():  # Ctrl-C: every line of the chunks so far is stored; start no new chunk (flows/interrupt)
+            break
     return [records[i] for i in selected], stats.to_json()
 
 
@@ -191,6 +195,29 @@ def _failure_message(scenes: list[dict]) -> str:
     done = [s["scene"] for s in scenes if s["status"] == "done"]
     return (f"{len(parts)} scene(s) failed — " + " | ".join(parts) +
             f". Scenes done: {', '.join(done) or 'none'}. Run the same command again to retry only what failed.")
+
+
+def _interrupted(path: Path, spec: RunSpec, script, screenplay, reason, engine_desc, records, pending: list[int],
+                 started: float, started_at: str):
+    """Ctrl-C: the report says what is done (finished scenes, lines in the store) and what is left; then raise."""
+    from pipeline.render import scene_label
+
+    done = [SceneRecord.model_validate({k: v for k, v in r.items() if k != "mix"}) for r in records]
+    left = [SceneRecord(scene=scene_label(screenplay, i), index=i, heading=screenplay.scenes[i].heading)
+            for i in pending]
+    finished = [r for r in done if r.status == "done"]
+    save_render_report(path, RenderReport(
+        script=str(Path(script).resolve()), script_name=spec.script_name, status="interrupted",
+        title=plain_title(screenplay.title_page.get("title")),
+        engine={**engine_desc, "name": spec.engine, "reason": reason},
+        counts=Counts(lines=sum(r.lines for r in done), rendered=sum(r.rendered for r in done),
+                      reused=sum(r.reused for r in done), failed=sum(r.failed for r in done)),
+        scenes=done + left, failed_lines=[f for r in done for f in r.failed_lines],
+        master_note="master not built: the render was interrupted",
+        audio_seconds=round(sum(r.duration for r in finished), 3), started=started_at,
+        wall_seconds=round(time.perf_counter() - started, 3), line_store=str(spec.store_root)))
+    raise RenderInterrupted(f"Interrupted: {len(finished)} of {len(done) + len(left)} scene(s) done; the lines "
+                            "rendered so far are kept.")
 
 
 @flow(name="render-script", log_prints=False)
@@ -267,11 +294,15 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             progress.advance(0, force=True)
     except Exception as e:  # the run stops before any scene result: still leave a report saying why
         save_render_report(out / report_name, RenderReport(
-            script=str(Path(script).resolve()), script_name=spec.script_name, status="failed",
+            script=str(Path(script).resolve()), script_name=spec.script_name,
+            status="interrupted" if isinstance(e, RenderInterrupted) else "failed",
             error=f"{type(e).__name__}: {e}", engine={"name": spec.engine, "reason": reason},
             started=started_at, wall_seconds=round(time.perf_counter() - started, 3)))
         raise
 
+    if requested():  # Ctrl-C: scenes not mixed yet stay "pending" in the report
+        return _interrupted(out / report_name, spec, script, screenplay, reason, engine_desc, records, [],
+                            started, started_at)
     failed = [r for r in records if r["status"] == "failed"]
     outputs: dict[str, str] = {}
     master_note = master_error = None
@@ -285,7 +316,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         master_note = "nothing to render: the script has no dialogue"
     else:
         mixes = records
-        title = screenplay.title_page.get("title") or spec.script_name
+        title = plain_title(screenplay.title_page.get("title")) or spec.script_name
         mkey = content_key("master", FLOW_VERSION, {
             "scenes": [r["mix"] for r in mixes], "assembly": assembly_payload(s), "out": str(out), "title": title})
         t_master = configured(master_task, spec, force)
@@ -304,7 +335,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
                     reused=sum(r.reused for r in scene_records), failed=sum(r.failed for r in scene_records))
     typed = RenderReport(
         script=str(Path(script).resolve()), script_name=spec.script_name,
-        title=screenplay.title_page.get("title"),
+        title=plain_title(screenplay.title_page.get("title")),
         engine={**engine_desc, "name": spec.engine, "reason": reason, **batching},
         counts=counts,
         status="failed" if failed or master_error else "completed",

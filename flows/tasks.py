@@ -21,6 +21,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.interrupt import checkpoint
 from flows.reporting import emit
 from pipeline.config import Settings
 from pipeline.errors import RenderError
@@ -328,6 +329,18 @@ def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str,
             "line_keys": [j.key for j in line_jobs]}
 
 
+def _requested_masters(paths: dict[str, Path], wanted) -> dict[str, Path]:
+    """`--format mp3` asks for an MP3 master only: the PCM master it was encoded from is removed, once every
+    compressed master asked for exists (if ffmpeg skipped one, the PCM master stays as the deliverable)."""
+    wanted = [f.lower().lstrip(".") for f in wanted]
+    if any(f in ("wav", "flac") for f in wanted) or not wanted or not all(f in paths for f in wanted):
+        return dict(paths)
+    for fmt, path in paths.items():
+        if fmt not in wanted:
+            Path(path).unlink(missing_ok=True)
+    return {fmt: p for fmt, p in paths.items() if fmt in wanted}
+
+
 @task(name="assemble-master", cache_key_fn=_param_key("master_key"), **_CACHED)
 def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, spec: RunSpec) -> dict:
     """Master file(s) with chapters, cue sheet, subtitles and labels from the scene mixes."""
@@ -339,7 +352,8 @@ def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, s
     mixes = [SceneMixResult.from_dict(sc["mix"]) for sc in scenes]
     master = assemble_master(mixes, Path(out_dir), s, title=title)
     written = write_deliverables(master, out_dir, subtitles=s.output.subtitles)
-    outputs = {f"master_{fmt}": str(p) for fmt, p in master.paths.items()}
+    paths = _requested_masters(master.paths, s.output.master_formats)
+    outputs = {f"master_{fmt}": str(p) for fmt, p in paths.items()}
     outputs.update({name: str(p) for name, p in written.items()})
     return {"outputs": outputs, "files": {p: file_record(p) for p in outputs.values()}, "duration": master.duration, "lufs": master.lufs,
             "true_peak_db": master.true_peak_db, "notes": list(master.notes)}

@@ -92,7 +92,9 @@ def _wrap(text: str) -> str:
 
 
 def _ordered(source: Timeline) -> list[TimedLine]:
-    return sorted(timeline_cues(source), key=lambda c: (c.start_sample, c.end_sample))
+    """Cues by start time; cues starting together (the two speeches of a dual dialogue) keep script order (the
+    timeline lists them so; the sort is stable)."""
+    return sorted(timeline_cues(source), key=lambda c: c.start_sample)
 
 
 def write_srt(path: str | Path, source: Timeline) -> Path:

@@ -45,7 +45,7 @@ class SceneRecord(_Record):
     scene: str  # label
     index: int
     heading: str | None
-    status: Literal["pending", "done", "failed"] = "pending"
+    status: Literal["pending", "done", "failed", "interrupted"] = "pending"
     cached: bool = False
     path: str | None = None  # the scene's audio file
     duration: float = 0.0
@@ -73,7 +73,7 @@ class CastRecord(_Record):
 class RenderReport(_Record):
     script: str
     script_name: str
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "interrupted"]  # interrupted: Ctrl-C; run the same command to resume
     engine: dict[str, Any]  # the engine's description, plus "name", "reason" (why it was chosen) and the run's batching
     # figures: batch_size, steps, lines, mean_busy_rows, padding_waste, prefills, tokens (pipeline.engines.session)
     counts: Counts = Counts()
@@ -88,10 +88,14 @@ class RenderReport(_Record):
     cast: dict[str, CastRecord] = {}
     audio_seconds: float = 0.0
     started: str = ""
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the command's wall time, as its console summary shows it
+    flow_seconds: float | None = None  # the render flow's own share of it (None: no flow ran, see `replayed`)
     line_store: str | None = None
     force: bool = False
     scenes_requested: list[str | int] = []
+    inputs_key: str | None = None  # content key of everything that determined the outputs (flows/replay)
+    file_stats: dict[str, list[int] | None] = {}  # [size, mtime_ns] of every file written, for that replay
+    replayed: bool = False  # answered from the last report: nothing changed, no flow ran
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json")
