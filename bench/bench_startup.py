@@ -66,6 +66,8 @@ def measure(label: str, code: Path | None, root: Path, runs: int, flow_rerun: bo
     cwd = code or REPO
     out = root / "out"
     env = _env(root, code)
+    for sub in ("home", "prefect"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
     render = ["render", str(SAMPLE), "-o", str(out), "--engine", "instant"]
     # the Prefect database is created up front (untimed): a fresh one can take longer than Prefect's own start-up
     # deadline for its temporary server on a busy machine
