@@ -33,7 +33,10 @@ from pipeline.errors import RenderError, SettingsError
 from pipeline.files import FolderBusyError, folder_lock, sweep_temps
 from pipeline.fountain import plain_title
 from pipeline.keys import content_key
-from pipeline.render_report import REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, save_render_report
+from pipeline.render_report import (
+    REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, Timings,
+    save_render_report,
+)
 from pipeline.store import LineStore
 
 def assembly_payload(settings) -> dict:
@@ -80,7 +83,7 @@ def _mix_scene(t_mix, spec: RunSpec, record: dict, jobs, out_dir: Path) -> None:
         cached = state.name == "Cached"
         emit("scene_cached" if cached else "scene_done", scene=label, lines=len(jobs), status="done")
         record.update(status="done", cached=cached, path=result["mix"]["path"], duration=result["mix"]["duration"],
-                      mix=result["mix"])
+                      mix=result["mix"], timings={} if cached else result.get("timings", {}))
         return
     exc = state.result(raise_on_failure=False)
     reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
@@ -183,6 +186,17 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
     return [records[i] for i in selected], stats.to_json()
 
 
+def _timings(wall: float, casting: float, scenes: float, records: list[dict], master: float) -> dict:
+    """Where this run's time went, in seconds: casting, engine (rendering lines: the scenes stage less its mixes),
+    mixing (scene mixes), master (master files and deliverables) and other (parsing, planning, orchestration);
+    cached scenes cost nothing."""
+    mixing = sum(r.get("timings", {}).get("mixing", 0.0) for r in records)
+    engine = max(0.0, scenes - mixing)
+    other = max(0.0, wall - casting - engine - mixing - master)
+    return {k: round(v, 3) for k, v in
+            {"casting": casting, "engine": engine, "mixing": mixing, "master": master, "other": other}.items()}
+
+
 def _failure_message(scenes: list[dict]) -> str:
     parts = []
     for s in scenes:
@@ -267,7 +281,9 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         evidences = evidence_task(screenplay)
         castfile = load_cast(screenplay, cast_file)
         with mlx_slot(spec):  # one GPU user per server: held while casting and rendering (flows/concurrency)
+            t_cast = time.perf_counter()
             cast = cast_characters(screenplay, evidences, spec, castfile, force=force)
+            casting_s = time.perf_counter() - t_cast
             cast_table_artifact(spec.script_name, cast_rows(cast))
 
             eng = get_engine(spec.engine, s, spec.models_dir)
@@ -290,7 +306,9 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             total = sum(len(by_scene[i]) for i in selected)
             progress = ProgressArtifact(total, f"Rendering {spec.script_name}: {total} lines in "
                                                f"{len(selected)} scenes")
+            t_scenes = time.perf_counter()
             records, batching = render_scenes(spec, screenplay, by_scene, selected, locks, out, force, progress)
+            scenes_s = time.perf_counter() - t_scenes
             progress.advance(0, force=True)
     except Exception as e:  # the run stops before any scene result: still leave a report saying why
         save_render_report(out / report_name, RenderReport(
@@ -306,6 +324,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
     failed = [r for r in records if r["status"] == "failed"]
     outputs: dict[str, str] = {}
     master_note = master_error = None
+    master_s = 0.0
     if failed:
         master_note = "master not built: some scenes failed"
     elif not full:
@@ -321,6 +340,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             "scenes": [r["mix"] for r in mixes], "assembly": assembly_payload(s), "out": str(out), "title": title})
         t_master = configured(master_task, spec, force)
         payload = [{"mix": r["mix"]} for r in mixes]
+        master_started = time.perf_counter()
         try:
             master = _with_outputs(t_master, lambda r: files_intact(r.get("files")),  # damaged: rebuilt
                                    mkey, payload, str(out), title, spec)
@@ -329,8 +349,10 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         except Exception as e:  # scenes are done and kept; the report says why the master is missing
             master_error = f"master failed: {type(e).__name__}: {e}"
             master_note = master_error
+        master_s = time.perf_counter() - master_started
 
-    scene_records = [SceneRecord.model_validate({k: v for k, v in r.items() if k != "mix"}) for r in records]
+    scene_records = [SceneRecord.model_validate({k: v for k, v in r.items() if k not in ("mix", "timings")})
+                     for r in records]
     counts = Counts(lines=sum(r.lines for r in scene_records), rendered=sum(r.rendered for r in scene_records),
                     reused=sum(r.reused for r in scene_records), failed=sum(r.failed for r in scene_records))
     typed = RenderReport(
@@ -347,6 +369,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
               for name, result in cast.items()},
         audio_seconds=round(sum(r.duration for r in scene_records), 3),
         started=started_at, wall_seconds=round(time.perf_counter() - started, 3),
+        timings=Timings(**_timings(time.perf_counter() - started, casting_s, scenes_s, records, master_s)),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
     )
     save_render_report(out / report_name, typed)  # farm shards pass their own name (flows/farm.py)

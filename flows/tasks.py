@@ -13,6 +13,7 @@ Rules (see ../shared/notes/prefect.md for the measured reasons):
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,7 +28,7 @@ from pipeline.config import Settings
 from pipeline.errors import RenderError
 from pipeline.keys import content_key, sha256_bytes
 
-FLOW_VERSION = "2"  # 2: scene mixes apply device effects ("(on the radio)")
+FLOW_VERSION = "3"  # 2: scene mixes apply device effects ("(on the radio)"); 3: one-pass loudness, block figures
 
 # ------------------------------------------------------------------------------------------------ run spec
 
@@ -323,10 +324,12 @@ def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str,
     lines = [MixLine(key=j.key, character=j.character, text=j.text, audio_path=store.path(j.key),
                      dual_group=j.dual_group, dual_side=j.dual_side, pause_before=j.pause_before,
                      extension=j.extension, effects=tuple(j.effects)) for j in line_jobs]
+    started = time.perf_counter()
     mix = mix_scene(lines, Path(out_path), spec.settings, scene_index=scene["index"], heading=scene["heading"])
+    mixing_s = time.perf_counter() - started
     return {"scene": scene["label"], "index": scene["index"], "heading": scene["heading"], "key": scene_key,
             "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "files": {str(mix.path): file_record(mix.path)},
-            "line_keys": [j.key for j in line_jobs]}
+            "line_keys": [j.key for j in line_jobs], "timings": {"mixing": round(mixing_s, 4)}}
 
 
 def _requested_masters(paths: dict[str, Path], wanted) -> dict[str, Path]:

@@ -195,7 +195,8 @@ def mix_scene(
         with atomic_path(path) as tmp:
             with sf.SoundFile(str(tmp), "w", rate, channels, **_sf_args(settings.output.format)) as f:
                 lev.write(lambda y: f.write(y[:, 0] if channels == 1 else y))
-            result = lev.finish(_file_reader(tmp))
+            with sf.SoundFile(str(tmp)) as written:
+                result = lev.finish(_file_reader(written))
     cues = tuple(
         TimedLine(
             lines[pl.index].key, lines[pl.index].character, lines[pl.index].text, pl.start, pl.start + pl.frames,
@@ -246,13 +247,12 @@ def _mix_into(lev: Leveller, lines: Sequence[MixLine], settings: Settings, rate:
     return placements, total
 
 
-def _file_reader(path: Path):
+def _file_reader(f: sf.SoundFile):
     """Read frames [a, b) back from a written file: the samples as stored."""
 
     def read(a: int, b: int) -> np.ndarray:
-        with sf.SoundFile(str(path)) as r:
-            r.seek(a)
-            return r.read(b - a, dtype="float64", always_2d=True)
+        f.seek(a)
+        return f.read(b - a, dtype="float64", always_2d=True)
 
     return read
 

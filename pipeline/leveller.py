@@ -39,6 +39,7 @@ LIMIT_MARGIN_DB = 0.05  # the limiter aims this far under the ceiling (24-bit ro
 LEVEL_TOLERANCE_DB = 0.01  # the plan stops when the predicted level is this close to the target
 MAX_MAKEUP_DB = 24.0  # never raise the gain more than this above the unlimited gain to make up for limiting
 _PAD = 16  # frames of context either side of an oversampled run (the 4x filter reaches 10)
+_SPAN_CHUNKS = 4096  # chunks read at once when oversampling or verifying
 
 
 def chunk_frames(rate: int) -> int:
@@ -140,6 +141,8 @@ class Plan:
     predicted_db: float  # the level the plan expects
     oversampled_chunks: int  # chunks whose 4x envelope had to be computed
     chunks: int
+    envelope: np.ndarray | None = None  # per chunk: the 4x oversampled peak where `exact`, the sample peak elsewhere
+    exact: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ class Leveller:
         peak, energy, n = self._chunks.arrays()
         measured = self._level(energy, n)
         if not math.isfinite(measured):
-            return Plan(0.0, None, measured, 0, len(peak))
+            return Plan(0.0, None, measured, 0, len(peak), peak, np.zeros(len(peak), bool))
         aim = ld._gain(self.target.ceiling_db - LIMIT_MARGIN_DB)
         neighbours = np.maximum.reduce([peak, np.r_[peak[1:], 0], np.r_[0, peak[:-1]]])
         env = peak.copy()
@@ -264,7 +267,7 @@ class Leveller:
                 (g0, l0), (g1, l1) = tried[-2], tried[-1]
                 slope = min(1.0, max(0.2, (l1 - l0) / (g1 - g0))) if g1 != g0 else 1.0
             gain_db = min(first + MAX_MAKEUP_DB, gain_db + miss / slope)
-        return Plan(gain_db, limiter, level, int(exact.sum()), len(peak))
+        return Plan(gain_db, limiter, level, int(exact.sum()), len(peak), env, exact)
 
     # ------------------------------------------------------------ pass 2
 
@@ -303,18 +306,35 @@ class Leveller:
         return Result(report, blocks, plan, verified)
 
     def _verify(self, reader: Callable[[int, int], np.ndarray], gain: float) -> tuple[float, int]:
-        """4x oversampled peak of the output in every chunk that could pass the ceiling (TP_BOUND × neighbouring
-        sample peaks × gain above it); elsewhere the bound itself says it cannot."""
+        """The output's true peak, verified once. Per chunk an upper bound comes from the plan without touching the
+        audio: the 4x interpolation of gain × limiter × x is gain × g(n) × (interpolated x) — at most the planned
+        envelope — plus gain × (variation of g within the filter's reach) × TP_BOUND × the largest nearby sample;
+        where the envelope was not computed, gain × max g × TP_BOUND × the largest nearby sample. Only chunks whose
+        bound passes the ceiling are oversampled, from the written samples (`reader`). Returns (upper bound of the
+        true peak in dB, chunks oversampled)."""
+        plan = self._plan
         peak, _, _ = self._chunks.arrays()
-        if not peak.size:
+        if not peak.size or plan.envelope is None:
             return -math.inf, 0
-        neighbours = np.maximum.reduce([peak, np.r_[peak[1:], 0], np.r_[0, peak[:-1]]])
+        near = np.maximum.reduce([peak, np.r_[peak[1:], 0], np.r_[0, peak[:-1]]]).astype(np.float64)
+        nodes = plan.limiter if plan.limiter is not None else np.ones(len(peak) + 1)
+        padded = np.r_[nodes[0], nodes, nodes[-1]]  # nodes c-1 … c+2 cover ±1 chunk around chunk c
+        reach = np.lib.stride_tricks.sliding_window_view(padded, 4)[: len(peak)]
+        g_max, g_var = reach.max(axis=1), reach.max(axis=1) - reach.min(axis=1)
+        bound = np.where(plan.exact, gain * np.maximum(nodes[:-1], nodes[1:]) * plan.envelope
+                         + gain * g_var * TP_BOUND * near, gain * g_max * TP_BOUND * near)  # fmt: skip
         ceiling = ld._gain(self.target.ceiling_db)
-        todo = np.flatnonzero(neighbours * (gain * TP_BOUND) > ceiling)
-        ranges = _runs(todo)
+        todo = np.flatnonzero(bound > ceiling)
+        ranges = _runs(todo, gap=0)
         maxima = _chunk_envelopes(reader, self.frames, self.chunk, ranges)
-        best = max((float(m.max()) for m in maxima if m.size), default=0.0)
-        return ld._db(best), sum(b - a + 1 for a, b in ranges)
+        checked = np.zeros(len(peak), bool)
+        best = 0.0
+        for (first, last), m in zip(ranges, maxima):
+            checked[first : last + 1] = True
+            best = max(best, float(m.max()) if m.size else 0.0)
+        rest = bound[~checked]
+        best = max(best, float(rest.max()) if rest.size else 0.0)
+        return ld._db(best), int(checked.sum())
 
 
 def _runs(chunks: np.ndarray, gap: int = 4) -> list[tuple[int, int]]:
@@ -327,27 +347,39 @@ def _runs(chunks: np.ndarray, gap: int = 4) -> list[tuple[int, int]]:
 
 def _chunk_envelopes(read: Callable[[int, int], np.ndarray], frames: int, chunk: int,
                      ranges: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Per range of chunks, the per-chunk maxima of the 4x oversampled envelope. All ranges are read with _PAD frames
-    of context each side and oversampled in one call: a value inside a range only depends on frames within its own
-    context, so neighbouring segments in the joined array do not leak into each other."""
-    if not ranges:
-        return []
-    segments, spans, pos = [], [], 0
-    for first, last in ranges:
-        lo, hi = first * chunk, min(frames, (last + 1) * chunk)
-        a, b = max(0, lo - _PAD), min(frames, hi + _PAD)
-        x = read(a, b)
-        segments.append(x)
-        spans.append((pos + lo - a, pos + hi - a))
-        pos += len(x)
-    env = ld.envelope(np.concatenate(segments))
-    out = []
-    for s, e in spans:
-        part = env[s:e]
-        n = -(-len(part) // chunk)
-        padded = np.zeros(n * chunk)
-        padded[: len(part)] = part
-        out.append(padded.reshape(n, chunk).max(axis=1))
+    """Per range of chunks, the per-chunk maxima of the 4x oversampled envelope.
+
+    The signal is read once, in spans of `_SPAN_CHUNKS` chunks (plus _PAD frames of context) that hold a range;
+    each span's pieces of ranges are oversampled in one call on the pieces joined with their own context: a value
+    inside a piece only depends on frames within its context, so neighbouring pieces do not leak into each other."""
+    out = [np.zeros(last - first + 1) for first, last in ranges]
+    pieces: dict[int, list[tuple[int, int, int]]] = {}  # span -> [(range number, first chunk, last chunk)]
+    for n, (first, last) in enumerate(ranges):
+        c = first
+        while c <= last:
+            span = c // _SPAN_CHUNKS
+            end = min(last, (span + 1) * _SPAN_CHUNKS - 1)
+            pieces.setdefault(span, []).append((n, c, end))
+            c = end + 1
+    for span, items in sorted(pieces.items()):
+        base = max(0, items[0][1] * chunk - _PAD)
+        x = read(base, min(frames, (items[-1][2] + 1) * chunk + _PAD))
+        segments, spans = [], []
+        pos = 0
+        for n, first, last in items:
+            lo, hi = first * chunk, min(frames, (last + 1) * chunk)
+            a, b = max(0, lo - _PAD) - base, min(frames, hi + _PAD) - base
+            segments.append(x[a:b])
+            spans.append((n, first, pos + lo - base - a, pos + hi - base - a))
+            pos += b - a
+        env = ld.envelope(np.concatenate(segments))
+        for n, first, s, e in spans:
+            part = env[s:e]
+            k = -(-len(part) // chunk)
+            padded = np.zeros(k * chunk)
+            padded[: len(part)] = part
+            at = first - ranges[n][0]
+            out[n][at : at + k] = padded.reshape(k, chunk).max(axis=1)
     return out
 
 

@@ -37,15 +37,16 @@ def _2d(x: np.ndarray) -> np.ndarray:
 
 
 def measure_lufs(x: np.ndarray, rate: int) -> float | None:
-    """Integrated loudness (LUFS) with pyloudnorm; None when it cannot be measured (shorter than one
-    400 ms gating block, or silent), so callers fall back to RMS."""
-    import pyloudnorm
-
+    """Integrated loudness (LUFS, BS.1770: pyloudnorm's K-weighting and gating, computed here in one filter call);
+    None when it cannot be measured (shorter than one 400 ms gating block, or silent), so callers fall back to RMS."""
     x = _2d(x)
     if len(x) < int(_BLOCK_S * rate) + 1 or not np.any(x):
         return None
-    value = pyloudnorm.Meter(rate).integrated_loudness(x if x.shape[1] > 1 else x[:, 0])
-    return float(value) if math.isfinite(value) else None
+    energy = KWeighting(rate, x.shape[1]).energy(x)
+    hop = hop_frames(rate)
+    n = -(-len(energy) // hop) * hop
+    hops = np.concatenate([energy, np.zeros(n - len(energy))]).reshape(-1, hop).sum(axis=1)
+    return gated_lufs(hops, len(x), rate)
 
 
 def rms_db(x: np.ndarray) -> float:

@@ -70,6 +70,17 @@ class CastRecord(_Record):
     lock_digest: str
 
 
+class Timings(_Record):
+    """Where one run's time went, in seconds: casting, engine (rendering lines), mixing (scene mixes), master
+    (master files and deliverables), other (parsing, planning, orchestration). Cached work costs nothing."""
+
+    casting: float = 0.0
+    engine: float = 0.0
+    mixing: float = 0.0
+    master: float = 0.0
+    other: float = 0.0
+
+
 class RenderReport(_Record):
     script: str
     script_name: str
@@ -90,6 +101,7 @@ class RenderReport(_Record):
     started: str = ""
     wall_seconds: float = 0.0  # the command's wall time, as its console summary shows it
     flow_seconds: float | None = None  # the render flow's own share of it (None: no flow ran, see `replayed`)
+    timings: Timings = Timings()  # where the flow's time went
     line_store: str | None = None
     force: bool = False
     scenes_requested: list[str | int] = []
