@@ -52,10 +52,15 @@ def test_full_render_instant_then_cached(tmp_path, script):
     assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
     assert report["engine"]["name"] == "instant" and report["engine"]["model_id"] == "instant-1"
     assert report["audio_seconds"] > 10
+    timings = report["timings"]
+    assert set(timings) == {"casting", "engine", "mixing", "master", "other"}
+    assert timings["engine"] > 0 and timings["mixing"] > 0 and timings["master"] > 0
+    assert sum(timings.values()) <= report["wall_seconds"] + 0.01
     state, again = render(script, out, engine="instant")
     assert state.is_completed()
     assert again["counts"] == {"lines": 18, "rendered": 0, "reused": 18, "failed": 0}
     assert all(s["cached"] for s in again["scenes"])
+    assert again["timings"]["engine"] == 0 and again["timings"]["mixing"] == 0  # cached scenes cost nothing
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
