@@ -2,8 +2,8 @@
 per-chunk figures, apply both while writing the result, verify the ceiling once on what was written.
 
 Pass 1 (`Leveller.feed`): blocks go to a spill (a float32 temp file for scene mixes, memory for small arrays); per
-chunk of `chunk_frames(rate)` frames (16 at 24 kHz, always dividing the 100 ms gating hop) three numbers are kept —
-sample peak, K-weighted energy (plain energy for RMS targets) — so the plan costs ~1/16 of the audio in memory.
+chunk of `chunk_frames(rate)` frames (32 at 24 kHz, always dividing the 100 ms gating hop) two numbers are kept —
+sample peak and K-weighted energy (plain energy for RMS targets) — so the plan costs ~1/32 of the audio in memory.
 
 Plan (`Leveller.plan`): the static gain that brings the measured level to the target; wherever gain × the 4x
 oversampled envelope would pass the ceiling, a limiter gain per chunk: `need` = ceiling / (gain × envelope), min-filtered
@@ -43,9 +43,10 @@ _SPAN_CHUNKS = 4096  # chunks read at once when oversampling or verifying
 
 
 def chunk_frames(rate: int) -> int:
-    """Largest chunk ≤ 16 frames that divides the gating hop, so per-chunk energies add up to per-hop energies."""
+    """Largest chunk ≤ 32 frames (≈ 1.3 ms at 24 kHz) that divides the gating hop, so per-chunk energies add up to
+    per-hop energies."""
     hop = ld.hop_frames(rate)
-    return max(d for d in range(1, 17) if hop % d == 0)
+    return max(d for d in range(1, 33) if hop % d == 0)
 
 
 def _tp_bound() -> float:
@@ -111,6 +112,7 @@ class _Chunks:
         self._peak: list[np.ndarray] = []
         self._energy: list[np.ndarray] = []
         self._carry_p, self._carry_e = np.zeros(0), np.zeros(0)
+        self._done: tuple[np.ndarray, np.ndarray, int] | None = None
 
     def feed(self, peak: np.ndarray, energy: np.ndarray) -> None:
         p, e = np.concatenate([self._carry_p, peak]), np.concatenate([self._carry_e, energy])
@@ -119,19 +121,21 @@ class _Chunks:
             self._peak.append(p[:full].reshape(-1, self.size).max(axis=1).astype(np.float32))
             self._energy.append(e[:full].reshape(-1, self.size).sum(axis=1))
         self._carry_p, self._carry_e = p[full:], e[full:]
+        self._done = None
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(peak per chunk, energy per chunk, frames per chunk); a last partial chunk counts its own frames."""
-        peak, energy = list(self._peak), list(self._energy)
-        if self._carry_p.size:
-            peak.append(np.array([self._carry_p.max()], np.float32))
-            energy.append(np.array([self._carry_e.sum()]))
-        p = np.concatenate(peak) if peak else np.zeros(0, np.float32)
-        e = np.concatenate(energy) if energy else np.zeros(0)
-        n = np.full(len(p), self.size)
-        if self._carry_p.size:
-            n[-1] = self._carry_p.size
-        return p, e, n
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(peak per chunk, energy per chunk, frames in the last chunk); the last chunk may be partial."""
+        if self._done is None:
+            peak, energy = list(self._peak), list(self._energy)
+            if self._carry_p.size:
+                peak.append(np.array([self._carry_p.max()], np.float32))
+                energy.append(np.array([self._carry_e.sum()]))
+            p = np.concatenate(peak) if peak else np.zeros(0, np.float32)
+            e = np.concatenate(energy) if energy else np.zeros(0)
+            full = len(p) - bool(self._carry_p.size)
+            self._peak, self._energy = [p[:full]], [e[:full]]  # views of the joined arrays: no second copy
+            self._done = (p, e, self._carry_p.size or self.size)
+        return self._done
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,7 @@ class Leveller:
 
     # ------------------------------------------------------------ plan
 
-    def _level(self, energy: np.ndarray, n: np.ndarray) -> float:
+    def _level(self, energy: np.ndarray) -> float:
         if self.target.mode == "lufs":
             per_hop = ld.hop_frames(self.rate) // self.chunk
             pad = (-len(energy)) % per_hop
@@ -231,16 +235,27 @@ class Leveller:
         nodes = np.minimum(smooth, need)
         return np.concatenate([nodes, nodes[-1:]])
 
-    def _ramp_power(self, g: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Mean of gain² over each chunk with the gain ramping linearly from node c to node c+1."""
-        a, b = g[:-1], g[1:]
-        m1 = (n - 1) / (2 * n)
-        m2 = (n - 1) * (2 * n - 1) / (6 * n * n)
-        return a * a + 2 * a * (b - a) * m1 + (b - a) ** 2 * m2
+    def _ramp_power(self, g: np.ndarray, last: int) -> np.ndarray:
+        """Mean of gain² over each chunk with the gain ramping linearly from node c to node c+1 (in place, few
+        temporaries: these arrays are the plan's whole memory)."""
+        L = float(self.chunk)
+        m1, m2 = (L - 1) / (2 * L), (L - 1) * (2 * L - 1) / (6 * L * L)
+        a = g[:-1]
+        d = g[1:] - a
+        out = np.square(a)
+        out += (2 * m1) * a * d
+        d *= d
+        d *= m2
+        out += d
+        if out.size and last != self.chunk:  # a last partial chunk
+            k = float(last)
+            a0, d0 = g[-2], g[-1] - g[-2]
+            out[-1] = a0 * a0 + 2 * a0 * d0 * (k - 1) / (2 * k) + d0 * d0 * (k - 1) * (2 * k - 1) / (6 * k * k)
+        return out
 
     def plan(self) -> Plan:
-        peak, energy, n = self._chunks.arrays()
-        measured = self._level(energy, n)
+        peak, energy, last = self._chunks.arrays()
+        measured = self._level(energy)
         if not math.isfinite(measured):
             return Plan(0.0, None, measured, 0, len(peak), peak, np.zeros(len(peak), bool))
         aim = ld._gain(self.target.ceiling_db - LIMIT_MARGIN_DB)
@@ -257,7 +272,7 @@ class Leveller:
             if limiter is None:
                 level = measured + gain_db
                 break
-            level = self._level(energy * self._ramp_power(limiter, n), n) + gain_db
+            level = self._level(energy * self._ramp_power(limiter, last)) + gain_db
             miss = self.target.level_db - level
             if abs(miss) <= LEVEL_TOLERANCE_DB or gain_db >= first + MAX_MAKEUP_DB:
                 break
