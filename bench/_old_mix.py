@@ -37,7 +37,7 @@ def old_functions(commit: str = OLD_COMMIT):
     """(mix_scene, assemble_master) of the old path, taking and returning today's types."""
     load_old(commit)
     old = importlib.import_module("rt_old_pipeline.assemble")
-    new = importlib.import_module("pipeline.assemble")
+    new = importlib.import_module("pipeline.timeline")
     old_fields = [f.name for f in dataclasses.fields(old.MixLine)]
 
     def mix_scene(lines, out_path, settings, *, scene_index, heading):
@@ -50,7 +50,7 @@ def old_functions(commit: str = OLD_COMMIT):
         m = old.assemble_master(olds, out_dir, settings, title=title)
         chapters = tuple(new.Chapter(c.index, c.title, c.start_sample, c.end_sample, c.sample_rate)
                          for c in m.chapters)  # fmt: skip
-        cues = tuple(new.Cue.from_dict(c.to_dict()) for c in m.cues)
+        cues = tuple(new.TimedLine.from_dict(c.to_dict()) for c in m.cues)
         return new.MasterResult(m.path, m.paths, m.title, m.duration, m.frames, m.sample_rate, m.channels, chapters,
                                 cues, m.lufs, m.true_peak_db, m.gain_db, m.notes)  # fmt: skip
 

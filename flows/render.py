@@ -39,6 +39,7 @@ from pipeline.render_report import (
 )
 from pipeline.store import LineStore
 
+
 def assembly_payload(settings) -> dict:
     """Settings that change a scene mix or the master (and so their keys)."""
     return {"pauses": settings.pauses.model_dump(mode="json"), "loudness": settings.loudness.model_dump(mode="json"),
