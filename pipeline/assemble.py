@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +23,7 @@ from .config import Settings
 from .effects import apply_effects
 from .errors import RenderError
 from .files import atomic_path, slug
-from .leveller import Leveller
+from .leveller import LIMIT_MARGIN_DB, Leveller
 from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
 
 BLOCK_FRAMES = 1 << 16  # frames per streamed block when building the master
@@ -192,11 +192,17 @@ def mix_scene(
     target = ld.LoudnessTarget.from_settings(settings.loudness)
     with Leveller(rate, channels, target, spill_dir=path.parent) as lev:
         placements, total = _mix_into(lev, lines, settings, rate, channels)
-        with atomic_path(path) as tmp:
-            with sf.SoundFile(str(tmp), "w", rate, channels, **_sf_args(settings.output.format)) as f:
-                lev.write(lambda y: f.write(y[:, 0] if channels == 1 else y))
-            with sf.SoundFile(str(tmp)) as written:
-                result = lev.finish(_file_reader(written))
+        plan = lev.plan()
+        for _ in range(2):  # the ceiling holds by construction; a verified overshoot is trimmed and written again
+            with atomic_path(path) as tmp:
+                with sf.SoundFile(str(tmp), "w", rate, channels, **_sf_args(settings.output.format)) as f:
+                    lev.write(lambda y: f.write(y[:, 0] if channels == 1 else y), plan)
+                with sf.SoundFile(str(tmp)) as written:
+                    result = lev.finish(_file_reader(written))
+                over = result.report.true_peak_db - target.ceiling_db
+                if over <= 0:
+                    break
+                plan = replace(plan, gain_db=plan.gain_db - over - LIMIT_MARGIN_DB)
     cues = tuple(
         TimedLine(
             lines[pl.index].key, lines[pl.index].character, lines[pl.index].text, pl.start, pl.start + pl.frames,

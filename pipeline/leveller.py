@@ -39,6 +39,7 @@ LIMIT_MARGIN_DB = 0.05  # the limiter aims this far under the ceiling (24-bit ro
 LEVEL_TOLERANCE_DB = 0.01  # the plan stops when the predicted level is this close to the target
 MAX_MAKEUP_DB = 24.0  # never raise the gain more than this above the unlimited gain to make up for limiting
 _PAD = 16  # frames of context either side of an oversampled run (the 4x filter reaches 10)
+_REACH = 10  # frames either side that one 4x interpolated value depends on
 _SPAN_CHUNKS = 4096  # chunks read at once when oversampling or verifying
 
 
@@ -224,6 +225,15 @@ class Leveller:
             env[first : last + 1] = m
             exact[first : last + 1] = True
 
+    def _reach_chunks(self) -> int:
+        return -(-_REACH // self.chunk)
+
+    def _near(self, peak: np.ndarray) -> np.ndarray:
+        """Per chunk, the largest sample within the 4x filter's reach of any of its frames."""
+        from scipy.ndimage import maximum_filter1d
+
+        return maximum_filter1d(peak, 2 * self._reach_chunks() + 1, mode="constant", cval=0.0)
+
     def _limiter(self, env: np.ndarray, gain: float, aim: float) -> np.ndarray | None:
         from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
@@ -259,7 +269,7 @@ class Leveller:
         if not math.isfinite(measured):
             return Plan(0.0, None, measured, 0, len(peak), peak, np.zeros(len(peak), bool))
         aim = ld._gain(self.target.ceiling_db - LIMIT_MARGIN_DB)
-        neighbours = np.maximum.reduce([peak, np.r_[peak[1:], 0], np.r_[0, peak[:-1]]])
+        neighbours = self._near(peak)
         env = peak.copy()
         exact = np.zeros(len(peak), bool)
         gain_db = first = self.target.level_db - measured
@@ -331,10 +341,11 @@ class Leveller:
         peak, _, _ = self._chunks.arrays()
         if not peak.size or plan.envelope is None:
             return -math.inf, 0
-        near = np.maximum.reduce([peak, np.r_[peak[1:], 0], np.r_[0, peak[:-1]]]).astype(np.float64)
+        near = self._near(peak).astype(np.float64)
         nodes = plan.limiter if plan.limiter is not None else np.ones(len(peak) + 1)
-        padded = np.r_[nodes[0], nodes, nodes[-1]]  # nodes c-1 … c+2 cover ±1 chunk around chunk c
-        reach = np.lib.stride_tricks.sliding_window_view(padded, 4)[: len(peak)]
+        r = self._reach_chunks()
+        padded = np.pad(nodes, r, mode="edge")  # nodes c-r … c+r+1 cover the filter's reach around chunk c
+        reach = np.lib.stride_tricks.sliding_window_view(padded, 2 * r + 2)[: len(peak)]
         g_max, g_var = reach.max(axis=1), reach.max(axis=1) - reach.min(axis=1)
         bound = np.where(plan.exact, gain * np.maximum(nodes[:-1], nodes[1:]) * plan.envelope
                          + gain * g_var * TP_BOUND * near, gain * g_max * TP_BOUND * near)  # fmt: skip

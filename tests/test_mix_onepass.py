@@ -223,3 +223,17 @@ def test_ten_minute_scene_mixes_with_bounded_memory(tmp_path):
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["minutes"] >= 10.0
     assert figures["growth_mib"] < 100, figures
+
+
+def test_a_verified_overshoot_is_trimmed_and_written_again(tmp_path, monkeypatch):
+    """The final check is real: with the limiter disabled a hot scene passes the ceiling, the check on the written
+    samples finds it, and the scene is written once more with a static trim."""
+    from pipeline.leveller import Leveller
+
+    monkeypatch.setattr(Leveller, "_limiter", lambda self, env, gain, aim: None)
+    d = tmp_path / "lines"
+    lines = [MixLine("hot", "ANNA", "…", write_line(d, "hot", noise_like(6.0, seed=2).astype(np.float32)))]
+    res = mix_scene(lines, tmp_path / "s", settings(), scene_index=0, heading=None)
+    data, _ = sf.read(str(res.path))
+    assert ld.true_peak_db(data) <= Settings().loudness.true_peak_db
+    assert lufs(data) < Settings().loudness.target_lufs - 0.5  # trimmed, since nothing was limited
