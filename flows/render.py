@@ -188,11 +188,11 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
 
 
 def _timings(wall: float, casting: float, scenes: float, records: list[dict], master: float) -> dict:
-    """Where this run's time went, in seconds: casting, engine (rendering lines: the scenes stage less its mixes),
-    mixing (scene mixes), master (master files and deliverables) and other (parsing, planning, orchestration);
-    cached scenes cost nothing."""
+    """Where this run's time went, in seconds: casting, engine (the render stage less its mixes; 0 when no line was
+    rendered), mixing (scene mixes), master (master files and deliverables) and other (parsing, planning,
+    orchestration); cached scenes cost nothing."""
     mixing = sum(r.get("timings", {}).get("mixing", 0.0) for r in records)
-    engine = max(0.0, scenes - mixing)
+    engine = max(0.0, scenes - mixing) if any(r.get("rendered") for r in records) else 0.0  # no line rendered: 0
     other = max(0.0, wall - casting - engine - mixing - master)
     return {k: round(v, 3) for k, v in
             {"casting": casting, "engine": engine, "mixing": mixing, "master": master, "other": other}.items()}
@@ -356,6 +356,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
                      for r in records]
     counts = Counts(lines=sum(r.lines for r in scene_records), rendered=sum(r.rendered for r in scene_records),
                     reused=sum(r.reused for r in scene_records), failed=sum(r.failed for r in scene_records))
+    wall = time.perf_counter() - started
     typed = RenderReport(
         script=str(Path(script).resolve()), script_name=spec.script_name,
         title=plain_title(screenplay.title_page.get("title")),
@@ -369,8 +370,8 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         cast={name: CastRecord(lock_path=result.lock_path, lock_digest=result.lock_digest)
               for name, result in cast.items()},
         audio_seconds=round(sum(r.duration for r in scene_records), 3),
-        started=started_at, wall_seconds=round(time.perf_counter() - started, 3),
-        timings=Timings(**_timings(time.perf_counter() - started, casting_s, scenes_s, records, master_s)),
+        started=started_at, wall_seconds=round(wall, 3),
+        timings=Timings(**_timings(wall, casting_s, scenes_s, records, master_s)),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
     )
     save_render_report(out / report_name, typed)  # farm shards pass their own name (flows/farm.py)
