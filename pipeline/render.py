@@ -1,8 +1,13 @@
 """Line planning and rendering: every spoken part becomes a content-keyed LineJob; only missing keys are rendered.
 
-A line's content key covers exactly what determines its audio — speech text, instruct, the voice lock's digest, the
-sampling settings, the engine and model ids, the render version, and which repeat of an identical line it is — so
-editing one line changes exactly one key, and a rerun renders only keys the LineStore does not hold.
+A line's content key covers exactly what determines its audio — speech text, instruct, the digest of the voice lock
+actually used (the character's neutral lock, or its variant for the line's delivery: docs/delivery.md), whether the
+instruct is prefixed to a clone prompt (`[delivery] mode`), the sampling settings, the engine and model ids, the
+render version, and which repeat of an identical line it is — so editing one line changes exactly one key, adding a
+variant changes exactly the keys of the lines that use it, and a rerun renders only keys the LineStore does not hold.
+
+A clone line samples from its own random stream whatever its batch neighbours (pipeline.engines.qwen3_session), so
+a line without a delivery renders bit-identically whatever `[delivery] mode` does to the lines around it.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class LineJob:
     scene_index: int  # index into Screenplay.scenes (0-based)
     heading: str | None
     character: str
-    voice_digest: str | None  # the character's VoiceLock digest; None when the character has no voice
+    voice_digest: str | None  # digest of the VoiceLock this line renders with (neutral or delivery variant)
     text: str  # speech text (what is spoken)
     instruct: str | None
     seed: int
@@ -45,6 +50,8 @@ class LineJob:
     source_line: int = 0
     effects: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    delivery: str | None = None  # delivery class of the instruct (pipeline.direction), e.g. "shouting"
+    variant: bool = False  # True when voice_digest is the character's variant voice for `delivery`
 
     def to_json(self) -> dict:
         return {
@@ -52,7 +59,7 @@ class LineJob:
             "voice_digest": self.voice_digest, "text": self.text, "instruct": self.instruct, "seed": self.seed,
             "dual_group": self.dual_group, "dual_side": self.dual_side, "pause_before": self.pause_before,
             "extension": self.extension, "source_line": self.source_line, "effects": list(self.effects),
-            "notes": list(self.notes),
+            "notes": list(self.notes), "delivery": self.delivery, "variant": self.variant,
         }
 
     @classmethod
@@ -104,12 +111,22 @@ def sampling_payload(settings: "Settings") -> dict:
 
 
 def line_key(text: str, instruct: str | None, voice_digest: str | None, sampling: dict, engine_desc: dict,
-             repeat: int = 0) -> str:
-    """The content key of one line (see the module docstring)."""
-    return content_key("line", RENDER_VERSION, {
-        "text": text, "instruct": instruct, "voice": voice_digest, "sampling": sampling,
-        "engine": engine_desc, "repeat": repeat,
-    })
+             repeat: int = 0, prefixed: bool = False) -> str:
+    """The content key of one line (see the module docstring). `prefixed`: the instruct is prefixed to a clone
+    prompt (delivery mode instruct/both); only then does the key carry it, so other keys are unchanged."""
+    payload = {"text": text, "instruct": instruct, "voice": voice_digest, "sampling": sampling,
+               "engine": engine_desc, "repeat": repeat}
+    if prefixed and instruct:
+        payload["delivery"] = "instruct-prefix"
+    return content_key("line", RENDER_VERSION, payload)
+
+
+def line_voice(character: str, delivery: str | None, voices: Mapping[str, str | None],
+               variants: Mapping[str, Mapping[str, str]] | None) -> tuple[str | None, bool]:
+    """(digest of the voice a line renders with, is it a variant): the character's variant for the line's delivery
+    class when it has one, else its neutral voice."""
+    variant = (variants or {}).get(character, {}).get(delivery) if delivery else None
+    return (variant, True) if variant else (voices.get(character), False)
 
 
 def dual_pairs(dialogues: Sequence[Dialogue]) -> dict[int, tuple[int, int]]:
@@ -185,9 +202,11 @@ def bound_text(text: str, settings: "Settings", where: str) -> tuple[str, str | 
 
 
 def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | None], engine_desc: dict,
-                    settings: "Settings", repeats: dict | None = None) -> list[LineJob]:
+                    settings: "Settings", repeats: dict | None = None,
+                    variants: Mapping[str, Mapping[str, str]] | None = None) -> list[LineJob]:
     """The LineJobs of one scene, in script order. `repeats` counts identical (voice, text, instruct) lines across
-    calls so that a repeated line gets its own key (and take)."""
+    calls so that a repeated line gets its own key (and take). `variants`: {character: {delivery class: digest}}
+    of the variant voices made at cast time (used only when `[delivery]` mode has variants)."""
     repeats = {} if repeats is None else repeats
     sampling = sampling_payload(settings)
     dialogues = scene.dialogues
@@ -202,28 +221,31 @@ def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | N
             if not text.strip():
                 continue
             text, cut = bound_text(text, settings, f"line {part.line or d.line} ({d.character})")
-            voice = voices.get(d.character)
+            voice, is_variant = line_voice(d.character, direction.delivery, voices,
+                                           variants if settings.delivery.variants else None)
             ident = (voice, d.character if voice is None else "", text, direction.instruct)
             repeat = repeats.get(ident, 0)
             repeats[ident] = repeat + 1
-            key = line_key(text, direction.instruct, voice, sampling, engine_desc, repeat)
+            key = line_key(text, direction.instruct, voice, sampling, engine_desc, repeat,
+                           prefixed=settings.delivery.instruct)
             jobs.append(LineJob(
                 key=key, scene_index=scene_index, heading=scene.heading, character=d.character,
                 voice_digest=voice, text=text, instruct=direction.instruct, seed=seed_from_key(key),
                 dual_group=group, dual_side=side, pause_before=direction.pause_before, extension=d.extension,
                 source_line=part.line or d.line, effects=direction.effects,
                 notes=direction.notes + ((cut,) if cut else ()),
+                delivery=direction.delivery, variant=is_variant,
             ))
     return jobs
 
 
 def plan_line_jobs(screenplay: Screenplay, voices: Mapping[str, str | None], engine_desc: dict,
-                   settings: "Settings") -> list[LineJob]:
+                   settings: "Settings", variants: Mapping[str, Mapping[str, str]] | None = None) -> list[LineJob]:
     """One job per spoken part (line or lyric) of every dialogue, in script order."""
     repeats: dict = {}
     jobs: list[LineJob] = []
     for i, scene in enumerate(screenplay.scenes):
-        jobs.extend(plan_scene_jobs(i, scene, voices, engine_desc, settings, repeats))
+        jobs.extend(plan_scene_jobs(i, scene, voices, engine_desc, settings, repeats, variants))
     return jobs
 
 
