@@ -34,7 +34,7 @@ from pipeline.files import FolderBusyError, folder_lock, sweep_temps
 from pipeline.fountain import plain_title
 from pipeline.keys import content_key
 from pipeline.render_report import (
-    REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, Timings,
+    REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, Timings, VariantRecord,
     save_render_report,
 )
 from pipeline.store import LineStore
@@ -198,6 +198,24 @@ def _timings(wall: float, casting: float, scenes: float, records: list[dict], ma
             {"casting": casting, "engine": engine, "mixing": mixing, "master": master, "other": other}.items()}
 
 
+def cast_record(result) -> CastRecord:
+    """The render report's record of one character's voice (a CastResult) and its locked delivery variants."""
+    variants = {v.delivery: VariantRecord(lock_path=v.lock_path, lock_digest=v.lock_digest, similarity=v.similarity)
+                for v in result.variants if v.locked}
+    return CastRecord(lock_path=result.lock_path, lock_digest=result.lock_digest, variants=variants)
+
+
+def cast_voices(cast: dict) -> tuple[dict, dict, dict]:
+    """(voices {character: neutral digest}, variants {character: {delivery: digest}}, locks {digest: path}) of
+    the cast results, for planning and rendering."""
+    from pipeline.variants import variant_voices
+
+    voices = {name: result.lock_digest for name, result in cast.items()}
+    locks = {result.lock_digest: result.lock_path for result in cast.values()}
+    locks.update({v.lock_digest: v.lock_path for result in cast.values() for v in result.variants if v.locked})
+    return voices, variant_voices({name: result.variants for name, result in cast.items()}), locks
+
+
 def _failure_message(scenes: list[dict]) -> str:
     parts = []
     for s in scenes:
@@ -289,9 +307,8 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
 
             eng = get_engine(spec.engine, s, spec.models_dir)
             engine_desc = eng.info().identity()
-            voices = {name: result.lock_digest for name, result in cast.items()}
-            locks = {result.lock_digest: result.lock_path for result in cast.values()}
-            jobs = plan_line_jobs(screenplay, voices, engine_desc, s)
+            voices, variants, locks = cast_voices(cast)
+            jobs = plan_line_jobs(screenplay, voices, engine_desc, s, variants)
             warnings = [f"line {j.source_line} ({j.character}): {n}" for j in jobs for n in j.notes
                         if n.startswith("truncated")]
             for w in warnings:
@@ -367,8 +384,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         failed_lines=[f for r in scene_records for f in r.failed_lines],
         repaired_lines=[f for r in scene_records for f in r.repaired_lines], warnings=warnings,
         outputs=outputs, master_note=master_note,
-        cast={name: CastRecord(lock_path=result.lock_path, lock_digest=result.lock_digest)
-              for name, result in cast.items()},
+        cast={name: cast_record(result) for name, result in cast.items()},
         audio_seconds=round(sum(r.duration for r in scene_records), 3),
         started=started_at, wall_seconds=round(wall, 3),
         timings=Timings(**_timings(wall, casting_s, scenes_s, records, master_s)),

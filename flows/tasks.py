@@ -247,6 +247,19 @@ def pinned_voice_task(key: str, character: str, profile: dict, entry, spec: RunS
             "embedding": None if emb is None else np.asarray(emb, dtype=np.float32).ravel().tolist()}
 
 
+@task(name="delivery-variant", task_run_name="variant {character} {delivery}", cache_key_fn=_param_key("key"),
+      **_CACHED)
+def variant_task(key: str, character: str, delivery: str, lines: int, pinned: int | None, description: str,
+                 neutral_embedding: list[float] | None, neutral_digest: str, spec: RunSpec) -> dict:
+    """One delivery variant of a designed character (pipeline.variants.cast_variant); its VariantResult JSON."""
+    from pipeline.variants import cast_variant
+
+    engine = get_engine(spec.engine, spec.settings, spec.models_dir)
+    neutral = None if neutral_embedding is None else np.asarray(neutral_embedding, dtype=np.float32)
+    return cast_variant(engine, character, delivery, lines, pinned, description, neutral, neutral_digest,
+                        spec.settings, spec.audition_dir, spec.lock_root).to_json()
+
+
 # ------------------------------------------------------------------------------------------------ rendering
 
 

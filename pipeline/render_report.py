@@ -65,9 +65,18 @@ class Counts(_Record):
     failed: int = 0
 
 
+class VariantRecord(_Record):
+    """A locked delivery variant of a character's voice (pipeline.variants)."""
+
+    lock_path: str
+    lock_digest: str
+    similarity: float | None = None  # cosine of its x-vector to the neutral voice's
+
+
 class CastRecord(_Record):
     lock_path: str
     lock_digest: str
+    variants: dict[str, VariantRecord] = {}  # delivery class -> variant
 
 
 class Timings(_Record):

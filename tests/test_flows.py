@@ -277,3 +277,30 @@ def test_lines_render_in_chunks_and_scenes_mix_as_soon_as_their_lines_are_stored
     assert engine["lines"] == 18 and engine["steps"] == len(fake.render_calls)
     assert engine["mean_busy_rows"] == pytest.approx(18 / len(fake.render_calls), abs=1e-3)
     assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
+
+
+def test_render_flow_routes_lines_to_delivery_variants_and_reruns_from_cache(tmp_path, script, fake):
+    """The sample's (muttering), (smiling) and (quietly) with delivery.min_lines = 1: each gets a variant voice
+    (the instant engine's vectors are all alike: min_similarity -1 keeps the closest take); the lines render with
+    it and a rerun reuses every cast step and line."""
+    out = tmp_path / "out"
+    over = {"delivery.min_lines": 1, "delivery.min_similarity": -1.0, "delivery.auditions": 2}
+    state, report = render(script, out, overrides=over)
+    assert state.is_completed(), state.message
+    variants = {name: sorted(c["variants"]) for name, c in report["cast"].items() if c["variants"]}
+    assert variants == {"MARGARET": ["muttering", "warm"], "TOMAS": ["soft"]}
+    cues = json.loads(Path(report["outputs"]["cues"]).read_text())
+    muttered = [c for c in cues["lines"] if c["text"].startswith("Right on time")]
+    assert len(muttered) == 1
+    designs = fake.design_calls
+    fake.reset_counts()
+    state, again = render(script, out, overrides=over)
+    assert state.is_completed() and fake.engine_calls == 0 and designs > 0
+    assert again["counts"]["rendered"] == 0 and again["cast"] == report["cast"]
+    # without variants, exactly the three directed lines get other keys
+    fake.reset_counts()
+    state, plain = render(script, tmp_path / "plain", overrides={**over, "delivery.mode": "off"})
+    assert state.is_completed() and plain["counts"]["rendered"] == 3
+    plain_cues = json.loads(Path(plain["outputs"]["cues"]).read_text())["lines"]
+    moved = {c["text"][:20] for c, p in zip(cues["lines"], plain_cues) if c["key"] != p["key"]}
+    assert moved == {"Right on time. He ne", "The new system would", "The boys would like "}

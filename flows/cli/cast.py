@@ -15,6 +15,19 @@ def _age(row: dict) -> str:
     return f"{age[0]}–{age[1]}" if age else "?"
 
 
+def variants_cell(row: dict) -> str:
+    """One line per delivery variant: class, lines, and its similarity to the neutral voice (or why none)."""
+    out = []
+    for v in row.get("variants") or ():
+        n = f"{v['lines']} line{'s' if v['lines'] != 1 else ''}"
+        if v.get("status") == "locked":
+            sim = f"{v['similarity']:.2f}" if v.get("similarity") is not None else "n/a"
+            out.append(f"{v['delivery']} ({n}): audition {v['chosen']}, similarity {sim}")
+        else:
+            out.append(f"{v['delivery']} ({n}): {v['reason'].split(';')[0]}")
+    return "\n".join(out) or "—"
+
+
 @click.command(name="cast")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @engine_option()
@@ -28,7 +41,9 @@ def _age(row: dict) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
 def command(script, engine, models_dir, settings_file, cast_file, as_json, force, verbose):
     """Cast SCRIPT: per character its profile (gender, age, traits, summary), the voice description, the
-    auditions and which one was picked and why, and the voice lock file.
+    auditions and which one was picked and why, the voice lock file, and its delivery variants (a variant voice per
+    delivery such as shouting or whispering used in at least `[delivery] min_lines` lines, with its speaker
+    similarity to the neutral voice, or why it was not made).
 
     \b
     Auditions are kept as WAV files ($READTHROUGH_HOME/auditions/<script>/<character>/) so you can listen and
