@@ -304,3 +304,23 @@ def test_render_flow_routes_lines_to_delivery_variants_and_reruns_from_cache(tmp
     plain_cues = json.loads(Path(plain["outputs"]["cues"]).read_text())["lines"]
     moved = {c["text"][:20] for c, p in zip(cues["lines"], plain_cues) if c["key"] != p["key"]}
     assert moved == {"Right on time. He ne", "The new system would", "The boys would like "}
+
+
+@pytest.mark.tiny
+def test_tiny_qwen3_render_with_delivery_both(tmp_path, script, tiny_models):
+    """The real qwen3 engine on tiny checkpoints through the render flow with delivery "both": the sample's
+    (muttering), (smiling) and (quietly) lines get variant voices (VoiceDesign + x-vector gate + lock) and their
+    instructs prefixed to the clone prompt. Tiny random models say nothing about how a shout sounds: this is
+    plumbing."""
+    clear_engines()
+    over = {"casting.auditions": 2, "render.max_retakes": 3, "delivery.mode": "both", "delivery.min_lines": 1,
+            "delivery.min_similarity": -1.0, "delivery.auditions": 2}
+    state, report = render(script, tmp_path / "out", engine="qwen3", models_dir=str(tiny_models), overrides=over)
+    assert state.is_completed(), state.message
+    deliverables(tmp_path / "out", report)
+    variants = {name: c["variants"] for name, c in report["cast"].items() if c["variants"]}
+    assert {n: sorted(v) for n, v in variants.items()} == {"MARGARET": ["muttering", "warm"], "TOMAS": ["soft"]}
+    for per in variants.values():
+        for v in per.values():
+            assert Path(v["lock_path"]).is_file() and -1.0 <= v["similarity"] <= 1.0
+    clear_engines()
