@@ -26,7 +26,8 @@ from .design import Audition, audition, cosine_distance
 from .direction import BY_CLASS, DELIVERY_CLASSES
 from .errors import CastFileError
 from .keys import content_key, seed_from_key
-from .lock import LOCK_SUFFIX, save_lock, slug
+from .files import slug
+from .lock import LOCK_SUFFIX, save_lock
 
 VARIANTS_VERSION = "1"
 LOCKED, REJECTED, SKIPPED = "locked", "rejected", "skipped"

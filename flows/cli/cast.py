@@ -15,7 +15,7 @@ def _age(row: dict) -> str:
     return f"{age[0]}–{age[1]}" if age else "?"
 
 
-def variants_cell(row: dict) -> str:
+def variants_lines(row: dict) -> list[str]:
     """One line per delivery variant: class, lines, and its similarity to the neutral voice (or why none)."""
     out = []
     for v in row.get("variants") or ():
@@ -25,7 +25,7 @@ def variants_cell(row: dict) -> str:
             out.append(f"{v['delivery']} ({n}): audition {v['chosen']}, similarity {sim}")
         else:
             out.append(f"{v['delivery']} ({n}): {v['reason'].split(';')[0]}")
-    return "\n".join(out) or "—"
+    return out
 
 
 @click.command(name="cast")
@@ -91,6 +91,12 @@ def command(script, engine, models_dir, settings_file, cast_file, as_json, force
 
     console = Console()
     console.print(cast_table(rows, os.path.basename(script)))
+    with_variants = [r for r in rows if r.get("variants")]
+    if with_variants:
+        console.print("Delivery variants (similarity to the neutral voice):")
+        for r in with_variants:
+            for line in variants_lines(r):
+                console.print(f"  {r['name']}: {line}", highlight=False)
     locks = {os.path.dirname(os.path.dirname(r["lock_path"])) for r in rows}
     console.print(f"Locks under {', '.join(sorted(locks))}; traits, full pick reasons, audition and lock files: "
                   "--json.")
