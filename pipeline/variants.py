@@ -207,3 +207,21 @@ def variant_voices(results: Mapping[str, Sequence[VariantResult]]) -> dict[str, 
     """{character: {delivery class: lock digest}} of the locked variants (for pipeline.render.plan_line_jobs)."""
     return {name: {v.delivery: v.lock_digest for v in vs if v.locked}
             for name, vs in results.items() if any(v.locked for v in vs)}
+
+
+def family_variants(lock_file: str | Path, lock) -> list:
+    """The variant locks beside `lock_file` whose params name `lock` as their neutral voice, one per delivery class
+    (the newest when a re-cast left older ones), sorted by class."""
+    from .lock import list_locks, load_lock
+
+    digest = lock.digest()
+    newest: dict[str, tuple[str, str, Path]] = {}
+    for path, info in list_locks(Path(lock_file).parent):
+        params = info.get("params") or {}
+        delivery = params.get("delivery")
+        if params.get("neutral") != digest or not delivery:
+            continue
+        candidate = (str(info.get("created", "")), str(path), path)
+        if delivery not in newest or candidate[:2] > newest[delivery][:2]:
+            newest[delivery] = candidate
+    return [load_lock(newest[d][2]) for d in sorted(newest)]

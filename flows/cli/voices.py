@@ -166,18 +166,23 @@ def inspect(file, as_json):
 @click.option("--tag", "tags", multiple=True, help="voice.tags (repeatable)")
 @click.option("--size", type=click.Choice(["0.6b", "1.7b"]), help="Model size, if the model id does not say it.")
 def export(lock_file, out, gender, age_range, tags, size):
-    """Write a clone lock as a .vox file (vox-format 0.4.0) other tools can read.
+    """Write a clone lock as a .vox file (vox-format 0.4.0) other tools can read. Delivery variants cast with the
+    lock (the variant locks beside it whose params name it as their neutral voice) go into the same file.
 
     \b
     Example:
       readthrough voices export ~/.readthrough/locks/marge/marge-1a2b3c4d5e6f.lock.safetensors marge.vox --tag warm
     """
     from pipeline.lock import load_lock
+    from pipeline.variants import family_variants
     from pipeline.vox import export_vox
 
     lock = load_lock(lock_file)
-    path = export_vox(lock, out, gender=gender, age_range=age_range or None, tags=tags, size=size)
-    click.echo(f"Wrote {path} (voice {lock.name!r})")
+    variants = family_variants(lock_file, lock)
+    path = export_vox(lock, out, gender=gender, age_range=age_range or None, tags=tags, size=size,
+                      variants=variants)
+    also = f", with delivery variants: {', '.join(v.params['delivery'] for v in variants)}" if variants else ""
+    click.echo(f"Wrote {path} (voice {lock.name!r}{also})")
 
 
 @command.command(name="import")
