@@ -564,3 +564,11 @@ def test_voices_export_takes_the_locks_family_along(tmp_path):
     assert result.exit_code == 0, result.output
     assert "with delivery variants: whispering" in result.output
     assert "variant-whispering-qwen3-tts-1.7b-clone-prompt" in read_vox(out).manifest["embeddings"]
+
+    imported = tmp_path / "imported"
+    result = CliRunner().invoke(command, ["import", str(out), str(imported)])
+    assert result.exit_code == 0, result.output
+    assert "delivery variant 'whispering'" in result.output
+    [(vpath, info)] = [(p, i) for p, i in list_locks(imported) if i.get("params", {}).get("delivery")]
+    neutral = [p for p, i in list_locks(imported) if not i.get("params", {}).get("delivery")]
+    assert info["params"]["neutral"] == load_lock(neutral[0]).digest() and vpath.parent == neutral[0].parent

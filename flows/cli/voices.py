@@ -191,7 +191,8 @@ def export(lock_file, out, gender, age_range, tags, size):
 @click.option("--model", "model_id", help="Pick the clone prompt for this Base model id or size (e.g. 0.6b).")
 @click.option("--language", help="Pick the clone prompt for this language (BCP-47); falls back to the default.")
 def import_cmd(vox_file, out_dir, model_id, language):
-    """Turn a .vox's Qwen3-TTS clone prompt into a voice lock under OUT_DIR (default $READTHROUGH_HOME/locks).
+    """Turn a .vox's Qwen3-TTS clone prompt into a voice lock under OUT_DIR (default $READTHROUGH_HOME/locks), and
+    each delivery variant it carries (written by readthrough) into a variant lock beside it.
 
     \b
     Examples:
@@ -199,9 +200,13 @@ def import_cmd(vox_file, out_dir, model_id, language):
       readthrough voices import marge.vox out/locks --model 1.7b --language es
     """
     from pipeline.lock import lock_path, save_lock
-    from pipeline.vox import import_vox
+    from pipeline.variants import variant_lock_path
+    from pipeline.vox import import_vox, import_vox_variants
 
     lock = import_vox(vox_file, model_id=model_id, language=language)
     root = Path(out_dir) if out_dir else _locks_root(None)
     path = save_lock(lock, lock_path(root, lock.name, lock.digest()))
     click.echo(f"Wrote {path} (voice {lock.name!r}, model {lock.model_id})")
+    for v in import_vox_variants(vox_file, lock):
+        vpath = save_lock(v, variant_lock_path(root, lock.name, v.params["delivery"], v.digest()))
+        click.echo(f"Wrote {vpath} (delivery variant {v.params['delivery']!r})")
