@@ -307,10 +307,11 @@ class CastingSteps:
     design: Callable[[str, str, list[int]], list[Audition]]  # (name, description, seeds) -> auditions
     pick: Callable[[str, Sequence[Audition], Mapping[str, np.ndarray], int | None], Pick]  # (…, cast, pinned)
     lock: Callable[[str, Audition], tuple[str, str]]  # (name, chosen audition) -> (lock path, digest)
-    # (name, delivery, lines, pinned take, description, neutral embedding, neutral lock digest) -> variant
-    variant: Callable[[str, str, int, int | None, str, np.ndarray | None, str], VariantResult]
     pinned: Callable[[str, CharacterProfile, CastEntry], tuple[CastResult, np.ndarray | None]]  # lock/.vox/preset
     release: Callable[[], None]  # free the design model
+    # (name, delivery, lines, pinned take, description, neutral embedding, neutral lock digest) -> variant;
+    # None: this loop makes no delivery variants
+    variant: Callable[[str, str, int, int | None, str, np.ndarray | None, str], VariantResult] | None = None
 
 
 def direct_steps(engine, settings, out_dir: str | Path, lock_root: str | Path, *, analyzer: Analyzer | None = None,
@@ -389,7 +390,7 @@ def cast_characters(evidences: Mapping[str, Evidence], settings, castfile: CastF
 
     def with_variants(name: str, result: CastResult, entry: CastEntry) -> CastResult:
         wanted = wanted_variants((deliveries or {}).get(name, {}), settings, entry)
-        if not wanted:
+        if not wanted or steps.variant is None:
             return result
         if result.source != "designed":
             return replace(result, variants=skipped_variants(wanted, variants_skip_reason(result.source)))

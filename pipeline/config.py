@@ -99,7 +99,7 @@ class DeliverySettings(_Frozen):
     locked at cast time), `instruct` (the instruct prefixed to the Base in-context prompt), `both`, or `off`."""
 
     mode: Literal["variants", "instruct", "both", "off"] = "variants"
-    min_lines: int = Field(2, ge=1)  # a character's delivery class needs this many lines to get a variant voice
+    min_lines: int = Field(2, ge=1, le=1000)  # a character's delivery class needs this many lines to get a variant voice
     min_similarity: float = Field(0.7, ge=-1.0, le=1.0)  # cosine of a variant's x-vector to the neutral lock's
     auditions: int = Field(3, ge=1, le=16)  # VoiceDesign auditions per variant
 

@@ -187,7 +187,7 @@ def test_lines_route_to_their_variant_and_only_their_keys_change(tmp_path):
     sp, engine, results = _cast(tmp_path, s, _vectors(s, {"shouting": 1}))
     voices = {n: r.lock_digest for n, r in results.items()}
     variants = variant_voices({n: r.variants for n, r in results.items()})
-    desc = engine.describe()
+    desc = engine.info().identity()
     plain = plan_line_jobs(sp, voices, desc, s)  # before the variant existed
     routed = plan_line_jobs(sp, voices, desc, s, variants)
     shout = variants["MARGARET"]["shouting"]
