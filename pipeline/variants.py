@@ -25,9 +25,9 @@ import numpy as np
 from .design import Audition, audition, cosine_distance
 from .direction import BY_CLASS, DELIVERY_CLASSES
 from .errors import CastFileError
-from .keys import content_key, seed_from_key
 from .files import slug
-from .lock import LOCK_SUFFIX, save_lock
+from .keys import content_key, seed_from_key
+from .lock import LOCK_SUFFIX, lock_problem, save_lock
 
 VARIANTS_VERSION = "1"
 LOCKED, REJECTED, SKIPPED = "locked", "rejected", "skipped"
