@@ -5,7 +5,8 @@ scene tasks attach to this run, and no second flow run is paid for (a subflow co
 ../shared/notes/prefect.md). Fingerprinting and comparison are two uncached tasks — cheap, and they must always see
 the files on disk now.
 
-Outputs in the render folder: `regression-report.json`, `regression-junit.xml`, `regression.md`; a Prefect markdown
+Outputs in the render folder: `regression-report.json`, `regression-junit.xml`, `regression.md`, `regression.html`
+(players for the golden and the new take per line, pipeline.regression_page); a Prefect markdown
 artifact with the summary. The flow returns the report JSON, and ends Failed (its data a RegressionFailed carrying
 the same JSON) when any line changed, went missing or is new.
 """
@@ -26,10 +27,12 @@ from pipeline.files import atomic_write_json, atomic_write_text
 from pipeline.regression.compare import RegressionFailed, RegressionReport, compare
 from pipeline.regression.golden import Golden, default_golden_dir, fingerprint_render, load_golden, save_golden
 from pipeline.regression.report import summary_line, to_junit_xml, to_markdown
+from pipeline.regression_page import PAGE_NAME
 
 REPORT_JSON = "regression-report.json"
 JUNIT_XML = "regression-junit.xml"
 SUMMARY_MD = "regression.md"
+PAGE_HTML = PAGE_NAME  # regression.html
 
 
 @task(name="fingerprint-render", cache_policy=NO_CACHE, persist_result=False)
@@ -62,6 +65,19 @@ def write_reports(report: RegressionReport, out_dir: Path, junit: str | None = N
         paths["junit_copy"] = Path(junit)
         atomic_write_text(junit, xml)
     return {k: str(v) for k, v in paths.items()}, markdown
+
+
+def write_page(out: Path, report: RegressionReport, golden: Golden, current: Golden,
+               store_root: str | None) -> Path | None:
+    """regression.html with players (pipeline.regression_page); a page problem never changes the verdict."""
+    from pipeline.regression_page import write_regression_page
+    from pipeline.store import LineStore
+
+    try:
+        return write_regression_page(out, report, golden, current, LineStore(store_root) if store_root else None)
+    except Exception:  # noqa: BLE001
+        get_run_logger().warning("could not write %s", out / PAGE_HTML, exc_info=True)
+        return None
 
 
 def _render_error_junit(script_name: str, message: str) -> str:
@@ -102,7 +118,7 @@ def regression_flow(script: str, out_dir: str, golden_dir: str | None = None, up
     overrides = {**(overrides or {}), "output.master": True}  # the cue sheet comes with the master
     spec, _ = make_spec(script, engine, models_dir, settings_file, overrides)
     expected = None if update else load_golden(golden)  # fail fast, before a long render, when goldens are absent
-    for stale in (REPORT_JSON, SUMMARY_MD, JUNIT_XML):  # never leave an earlier verdict beside this render
+    for stale in (REPORT_JSON, SUMMARY_MD, JUNIT_XML, PAGE_HTML):  # never leave an earlier verdict beside this render
         (out / stale).unlink(missing_ok=True)
     try:
         render = render_flow.fn(os.fspath(script), str(out), engine=spec.engine, models_dir=models_dir,
@@ -117,10 +133,13 @@ def regression_flow(script: str, out_dir: str, golden_dir: str | None = None, up
 
     current = fingerprint_task(str(out), render.get("line_store"), spec, speaker)
     if update:
-        return _update(golden, current, spec, out, junit)
+        return _update(golden, current, spec, out, junit, render.get("line_store"))
     report = compare_task(expected, current, spec.settings)
     data = report.to_dict()
     paths, markdown = write_reports(report, out, junit, data)
+    page = write_page(out, report, expected, current, render.get("line_store"))
+    if page:
+        paths["html"] = str(page)
     summary = summary_line(report)
     _artifact(spec.script_name, markdown, summary)
     result = {**data, "reports": paths, "golden": str(golden)}
@@ -130,7 +149,8 @@ def regression_flow(script: str, out_dir: str, golden_dir: str | None = None, up
     return result
 
 
-def _update(golden: Path, current: Golden, spec, out: Path, junit: str | None) -> dict:
+def _update(golden: Path, current: Golden, spec, out: Path, junit: str | None, store_root: str | None = None
+            ) -> dict:
     """Write the new goldens; when old ones exist, report (never fail on) what changed, for the review."""
     previous = None
     try:
@@ -143,6 +163,9 @@ def _update(golden: Path, current: Golden, spec, out: Path, junit: str | None) -
     if previous is not None:
         report = compare(previous, current, spec.settings.regression)
         result["reports"], _ = write_reports(report, out, junit)
+        page = write_page(out, report, previous, current, store_root)
+        if page:
+            result["reports"]["html"] = str(page)
         result["changes"] = report.counts()
         markdown = to_markdown(report, title=f"# Audio regression goldens updated: {spec.script_name}\n\n`{path}`; "
                                "changes against the previous goldens (review them before committing):")

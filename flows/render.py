@@ -37,6 +37,7 @@ from pipeline.render_report import (
     REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, Timings, VariantRecord,
     save_render_report,
 )
+from pipeline.review import CAST_RESULTS_NAME, write_cast_results
 from pipeline.store import LineStore
 
 
@@ -84,7 +85,8 @@ def _mix_scene(t_mix, spec: RunSpec, record: dict, jobs, out_dir: Path) -> None:
         cached = state.name == "Cached"
         emit("scene_cached" if cached else "scene_done", scene=label, lines=len(jobs), status="done")
         record.update(status="done", cached=cached, path=result["mix"]["path"], duration=result["mix"]["duration"],
-                      mix=result["mix"], timings={} if cached else result.get("timings", {}))
+                      mix=result["mix"], timings={} if cached else result.get("timings", {}),
+                      loudness=result["mix"].get("loudness"), cues=scene_cues(result["mix"], jobs))
         return
     exc = state.result(raise_on_failure=False)
     reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
@@ -216,6 +218,39 @@ def cast_voices(cast: dict) -> tuple[dict, dict, dict]:
     return voices, variant_voices({name: result.variants for name, result in cast.items()}), locks
 
 
+def scene_cues(mix: dict, jobs) -> list[dict]:
+    """The scene's lines as placed in its file (seconds from the scene start, ms precision) with script lines."""
+    source = {j.key: j.source_line for j in jobs}
+    return [{"key": c["key"], "character": c["character"], "text": c["text"], "extension": c.get("extension"),
+             "start": round(c["start_sample"] / c["sample_rate"], 3), "end": round(c["end_sample"] / c["sample_rate"], 3),
+             "source_line": source.get(c["key"])} for c in mix.get("cues", [])]
+
+
+def rerun_args(script: str, out_dir: str, engine: str, models_dir: str | None, settings_file: str | None,
+               overrides: dict[str, Any] | None, cast_file: str | None, scenes: list | None) -> list[str]:
+    """The `readthrough render` command line that runs this render again (for the review page)."""
+    args = ["readthrough", "render", script, "-o", out_dir, "--engine", engine]
+    for flag, value in (("--models", models_dir), ("--settings", settings_file), ("--cast", cast_file)):
+        if value:
+            args += [flag, value]
+    if scenes:
+        args += ["--scenes", ",".join(str(x) for x in scenes)]
+    if (overrides or {}).get("render.quality"):
+        args += ["--quality", str(overrides["render.quality"])]
+    return args
+
+
+def write_page(out: Path) -> Path | None:
+    """OUT/index.html (pipeline.review); a page that cannot be drawn never fails the render."""
+    from pipeline.review import write_review
+
+    try:
+        return write_review(out)
+    except Exception:  # noqa: BLE001
+        get_run_logger().warning("could not write the review page %s", out / "index.html", exc_info=True)
+        return None
+
+
 def _failure_message(scenes: list[dict]) -> str:
     parts = []
     for s in scenes:
@@ -257,27 +292,28 @@ def _interrupted(path: Path, spec: RunSpec, script, screenplay, reason, engine_d
 def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str | None = None,
                 settings_file: str | None = None, overrides: dict[str, Any] | None = None,
                 cast_file: str | None = None, scenes: list[str | int] | None = None, force: bool = False,
-                report_name: str = REPORT_NAME) -> dict:
+                report_name: str = REPORT_NAME, command: list[str] | None = None) -> dict:
     """Render SCRIPT into OUT_DIR; returns the render report (also written to OUT_DIR/render-report.json).
 
     Raises RenderError (the flow ends Failed) when any line failed, naming each failed scene and line. One render
     per output folder at a time: a second one into the same folder stops at once saying another render is running
     (renders into different folders run side by side and share the line store; farm shards, each with its own
-    report name, share a folder)."""
+    report name, share a folder).
+    `command`: the command line that started it (shown on the review page, OUT/index.html, to rerun)."""
     out = Path(out_dir).expanduser().resolve()
     try:
         with folder_lock(out, "render", name=report_name):  # farm shards write their own reports side by side
             for folder in (out, out / "scenes"):  # temp files of a killed render: our names, dead writers only
                 sweep_temps(folder, recursive=False)
             return _render(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force,
-                           report_name)
+                           report_name, command)
     except FolderBusyError as e:
         raise RenderError(str(e)) from None
 
 
 def _render(script: str, out_dir: str, engine: str, models_dir: str | None, settings_file: str | None,
             overrides: dict[str, Any] | None, cast_file: str | None, scenes: list[str | int] | None, force: bool,
-            report_name: str) -> dict:
+            report_name: str, command: list[str] | None = None) -> dict:
     from pipeline.render import plan_line_jobs, select_scenes, spoken_scenes
 
     started = time.perf_counter()
@@ -286,11 +322,15 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
     out = Path(out_dir).expanduser().resolve()
     spec, reason = make_spec(script, engine, models_dir, settings_file, overrides)
     s = spec.settings
+    command = command or rerun_args(os.fspath(script), os.fspath(out_dir), spec.engine, models_dir, settings_file,
+                                    overrides, cast_file, scenes)
     emit("engine", name=spec.engine, reason=reason)
     logger.info("engine %s: %s", spec.engine, reason)
     mlx_guard(spec)  # apple-silicon deployments: no real models without Metal (pipeline.engines.guard)
     LineStore(spec.store_root).sweep()  # temp files and claims of interrupted line writes (dead writers only)
 
+    if report_name == REPORT_NAME:
+        (out / CAST_RESULTS_NAME).unlink(missing_ok=True)  # never show an earlier run's cast beside this report
     try:
         screenplay = parse_task(os.fspath(script))
         try:
@@ -304,6 +344,9 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             cast = cast_characters(screenplay, evidences, spec, castfile, force=force)
             casting_s = time.perf_counter() - t_cast
             cast_table_artifact(spec.script_name, cast_rows(cast))
+            write_cast_results(out / CAST_RESULTS_NAME, str(Path(script).resolve()),
+                               list(cast.values()),
+                               str(Path(cast_file).resolve()) if cast_file else None)
 
             eng = get_engine(spec.engine, s, spec.models_dir)
             engine_desc = eng.info().identity()
@@ -333,7 +376,9 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             script=str(Path(script).resolve()), script_name=spec.script_name,
             status="interrupted" if isinstance(e, RenderInterrupted) else "failed",
             error=f"{type(e).__name__}: {e}", engine={"name": spec.engine, "reason": reason},
-            started=started_at, wall_seconds=round(time.perf_counter() - started, 3)))
+            started=started_at, wall_seconds=round(time.perf_counter() - started, 3), command=command))
+        if report_name == REPORT_NAME:
+            write_page(out)
         raise
 
     if requested():  # Ctrl-C: scenes not mixed yet stay "pending" in the report
@@ -389,8 +434,11 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         started=started_at, wall_seconds=round(wall, 3),
         timings=Timings(**_timings(wall, casting_s, scenes_s, records, master_s)),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
+        command=command,
     )
     save_render_report(out / report_name, typed)  # farm shards pass their own name (flows/farm.py)
+    if report_name == REPORT_NAME:
+        write_page(out)
     report = typed.to_json()
     outputs_artifact(report)
     emit("done", report=report)

@@ -41,6 +41,30 @@ class RepairedLine(_Record):
     reason: str
 
 
+class SceneCue(_Record):
+    """One line as placed in its scene file (seconds from the scene start, ms precision): what the review page
+    lists and seeks to."""
+
+    key: str
+    character: str
+    text: str
+    start: float
+    end: float
+    extension: str | None = None
+    source_line: int | None = None
+
+
+class SceneLoudness(_Record):
+    """The scene mix's measured loudness (pipeline.loudness.LoudnessReport; -inf stored as null)."""
+
+    lufs: float | None = None
+    rms_db: float | None = None
+    true_peak_db: float | None = None
+    sample_peak_db: float | None = None
+    gain_db: float = 0.0
+    limited: bool = False
+
+
 class SceneRecord(_Record):
     scene: str  # label
     index: int
@@ -56,6 +80,8 @@ class SceneRecord(_Record):
     failed_lines: list[FailedLine] = []
     error: str | None = None  # why the whole scene failed (rather than some of its lines)
     repaired_lines: list[RepairedLine] = []  # damaged in the line store, rendered again in this run
+    cues: list[SceneCue] = []  # a done scene's lines with their times in its file
+    loudness: SceneLoudness | None = None
 
 
 class Counts(_Record):
@@ -117,6 +143,7 @@ class RenderReport(_Record):
     inputs_key: str | None = None  # content key of everything that determined the outputs (flows/replay)
     file_stats: dict[str, list[int] | None] = {}  # [size, mtime_ns] of every file written, for that replay
     replayed: bool = False  # answered from the last report: nothing changed, no flow ran
+    command: list[str] = []  # the command line that runs this render again (shown on the review page)
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json")

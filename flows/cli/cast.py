@@ -28,6 +28,25 @@ def variants_lines(row: dict) -> list[str]:
     return out
 
 
+def write_picks(script, picks, cast_file, settings_file, quiet: bool) -> str:
+    """Check every NAME=INDEX against the script and the audition count, then pin them in the cast file."""
+    from pipeline.castpick import default_cast_file, parse_pick, write_picks as pin
+    from pipeline.config import home_dir, load_settings
+    from pipeline.files import slug
+    from pipeline.fountain import read_script
+
+    characters = read_script(script).characters()
+    n = load_settings(settings_file).casting.auditions
+    folder = home_dir() / "auditions" / os.path.splitext(os.path.basename(script))[0]
+    available = {c: sorted(int(p.stem.split("-")[-1]) for p in (folder / slug(c)).glob("audition-*.wav"))
+                 for c in characters}
+    chosen = [parse_pick(p, characters, n, available) for p in picks]
+    path = pin(cast_file or default_cast_file(script), chosen, characters)
+    for p in chosen:
+        click.echo(f"Picked audition {p.index} for {p.name} in {path}.", err=quiet)
+    return str(path)
+
+
 @click.command(name="cast")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @engine_option()
@@ -36,10 +55,13 @@ def variants_lines(row: dict) -> list[str]:
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False), help="A TOML settings file.")
 @click.option("--cast", "cast_file", type=click.Path(exists=True, dir_okay=False),
               help="A cast file overriding profiles, descriptions, seeds, auditions, locks or presets.")
+@click.option("--pick", "picks", multiple=True, metavar="NAME=INDEX",
+              help="Keep audition INDEX for NAME: writes `audition = INDEX` into the cast file (--cast, else "
+                   "<script>.cast.toml beside the script), keeping its comments and other keys; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one record per character) instead of a table.")
 @click.option("--force", is_flag=True, help="Ignore cached analysis, auditions, picks and locks.")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
-def command(script, engine, models_dir, settings_file, cast_file, as_json, force, verbose):
+def command(script, engine, models_dir, settings_file, cast_file, picks, as_json, force, verbose):
     """Cast SCRIPT: per character its profile (gender, age, traits, summary), the voice description, the
     auditions and which one was picked and why, the voice lock file, and its delivery variants (a variant voice per
     delivery such as shouting or whispering used in at least `[delivery] min_lines` lines, with its speaker
@@ -47,13 +69,15 @@ def command(script, engine, models_dir, settings_file, cast_file, as_json, force
 
     \b
     Auditions are kept as WAV files ($READTHROUGH_HOME/auditions/<script>/<character>/) so you can listen and
-    pin another one in a cast file (`audition = 2`).
+    pin another one in a cast file (`audition = 2`), or let `--pick NAME=2` write it; the render's review page
+    (OUT/index.html) plays them all and shows the command for each.
 
     \b
     Examples:
       readthrough cast data/sample.fountain
       readthrough cast data/sample.fountain --json
       readthrough cast script.fountain --models tiny-models/ --cast cast.toml
+      readthrough cast data/sample.fountain --pick MARGARET=2       # writes data/sample.cast.toml
     """
     from flows import interrupt
     from flows.cli.preflight import preflight
@@ -62,6 +86,12 @@ def command(script, engine, models_dir, settings_file, cast_file, as_json, force
     from pipeline.config import home_dir
 
     prefect_env(verbose)
+    if picks:
+        cast_file = write_picks(script, picks, cast_file, settings_file, as_json)
+    else:
+        from flows.cli.render import found_cast_file
+
+        cast_file = cast_file or found_cast_file(script, err=as_json)
     pre = preflight(script, engine=engine, models_dir=models_dir, settings_file=settings_file, cast_file=cast_file)
     for note in pre.warnings:
         click.secho(f"Warning: {note}", fg="yellow", err=True)

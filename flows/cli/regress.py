@@ -32,7 +32,8 @@ def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engi
 
     Per line: same (identical samples), within tolerance, changed (which measure, by how much), missing or new;
     per scene: duration and timing; per character: speaker similarity. Exits 1 on any regression and writes
-    OUT/regression-report.json, OUT/regression-junit.xml and OUT/regression.md. Tolerances: [regression] in
+    OUT/regression-report.json, OUT/regression-junit.xml, OUT/regression.md and OUT/regression.html (listen to
+    the golden and the new take of each line side by side). Tolerances: [regression] in
     the settings (pipeline/configs/default.toml).
 
     Each line's seed comes from its content key, which includes the model identity: a hub id, or for a local

@@ -76,6 +76,30 @@ class ProgressView:
             prog.update(self.scenes, description="scenes mixed")
 
 
+def found_cast_file(script, err: bool = False) -> str | None:
+    """`<script>.cast.toml` beside the script when it exists (where `readthrough cast --pick` writes), announced
+    (on stderr with `err`, e.g. when stdout is JSON)."""
+    from pipeline.castpick import default_cast_file
+
+    path = default_cast_file(script)
+    if not path.is_file():
+        return None
+    click.echo(f"Cast file: {path} (found beside the script)", err=err)
+    return str(path)
+
+
+def show_page(page: Path, open_it: bool) -> None:
+    """Name the review page; with --open, open it (a no-op, said once, without a desktop)."""
+    if not page.is_file():
+        return
+    click.echo(f"Review page: {page}")
+    if open_it:
+        from flows.cli.browser import open_page
+
+        if not open_page(page):
+            click.echo("  (--open: no desktop or browser here; open the file yourself)")
+
+
 def summary_lines(report: dict, wall: float) -> list[str]:
     c = report["counts"]
     lines = [f"Rendered {c['rendered']}, reused {c['reused']}, failed {c['failed']} of {c['lines']} lines; "
@@ -148,10 +172,18 @@ def _interrupted_line(report: dict | None) -> str:
 @click.option("--force", is_flag=True, help="Ignore task caches and the line store: rerun the casting steps, re-render every line, re-mix.")
 @click.option("--quality", type=click.Choice(["draft", "final"]),
               help="draft: the small Base model; final: the big one.")
+@click.option("--open", "open_page", is_flag=True,
+              help="Open the review page (OUT/index.html) in a browser when done (no-op without a desktop).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
 def command(script, out_dir, engine, models_dir, settings_file, cast_file, scenes_text, formats, force, quality,
+            open_page,
             verbose):
     """Render SCRIPT (Fountain) into a full-cast read-through in OUT.
+
+    \b
+    OUT/index.html is the review page: the cast with every audition to listen to (and the cast-file snippet
+    that pins it), each scene with a player, its lines (click one to play it) and a waveform, and the run facts.
+    A cast file `<script>.cast.toml` beside the script is used when --cast is not given.
 
     \b
     Reruns are cheap: finished lines and scenes are reused from the line store and Prefect's cache
@@ -170,6 +202,7 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
       readthrough render script.fountain -o out/ --models tiny-models/ --scenes 1,3
       readthrough render script.fountain -o out/ --settings my.toml --cast cast.toml --quality draft
       readthrough render script.fountain -o out/ --force
+      readthrough render script.fountain -o out/ --open
     Starts a private Prefect server for the run; set PREFECT_API_URL to record runs on your own server.
     """
     from flows import replay
@@ -181,6 +214,7 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
     prefect_env(verbose)
     overrides = {**({"render.quality": quality} if quality else {}), **master_overrides(formats)}
     scenes = parse_scene_list(scenes_text)
+    cast_file = cast_file or found_cast_file(script)
     pre = preflight(script, engine=engine, models_dir=models_dir, settings_file=settings_file,
                     overrides=overrides, cast_file=cast_file, scenes=scenes)
     for note in pre.warnings:
@@ -195,13 +229,14 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
             click.echo("Nothing changed since the last render (inputs and outputs verified); Prefect not started.")
             for line in summary_lines(report, report["wall_seconds"]):
                 click.echo(line)
+            show_page(Path(out_dir) / "index.html", open_page)
             return
     _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force, verbose,
-              report_path, key)
+              report_path, key, open_page)
 
 
 def _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force, verbose,
-              report_path: Path, key: str) -> None:
+              report_path: Path, key: str, open_page: bool = False) -> None:
     from rich.console import Console
 
     from flows import interrupt
@@ -238,6 +273,7 @@ def _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cas
         raise RenderError(f"The render flow wrote no report at {report_path}. Rerun with --verbose.")
     for line in summary_lines(report, report["wall_seconds"]):
         click.echo(line)
+    show_page(Path(out_dir) / "index.html", open_page)
     if exc is None:
         return
     _print_failures(report)
