@@ -31,13 +31,16 @@ from flows.tasks import (
 from pipeline.errors import RenderError, SettingsError
 from pipeline.files import FolderBusyError, folder_lock, sweep_temps
 from pipeline.keys import content_key
-from pipeline.render_report import REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, save_render_report
+from pipeline.render_report import (
+    REPORT_NAME, CastRecord, Counts, LexiconRecord, NarrationRecord, RenderReport, SceneRecord, save_render_report,
+)
 from pipeline.store import LineStore
 
 def assembly_payload(settings) -> dict:
     """Settings that change a scene mix or the master (and so their keys)."""
     return {"pauses": settings.pauses.model_dump(mode="json"), "loudness": settings.loudness.model_dump(mode="json"),
-            "output": settings.output.model_dump(mode="json")}
+            "output": settings.output.model_dump(mode="json"), "narration": settings.narration.model_dump(mode="json"),
+            "offscreen": settings.offscreen.model_dump(mode="json"), "mix": "trim-pieces-1"}
 
 
 def _scene_intact(result: dict) -> bool:
@@ -179,6 +182,24 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
     return [records[i] for i in selected], stats.to_json()
 
 
+def run_lexicon(castfile, lexicon_file: str | None):
+    """The run's lexicon: the cast file's [lexicon], then `--lexicon FILE` on top."""
+    from pipeline.lexicon import EMPTY_LEXICON, load_lexicon
+
+    lexicon = castfile.lexicon if castfile is not None else EMPTY_LEXICON
+    return lexicon.merged(load_lexicon(lexicon_file)) if lexicon_file else lexicon
+
+
+def lexicon_report(lexicon, jobs) -> LexiconRecord:
+    """Entries, their sources, and the entries that matched no spoken line (reported, not an error)."""
+    if not lexicon:
+        return LexiconRecord()
+    written = [j.line_text for j in jobs if j.piece == 0]
+    return LexiconRecord(entries=len(lexicon.entries), sources=list(lexicon.sources), unused=lexicon.unused(written),
+                         respelled_lines=sum(1 for j in jobs if j.piece == 0 and j.cue_text is not None
+                                             and lexicon.apply(j.cue_text) != j.cue_text))
+
+
 def _failure_message(scenes: list[dict]) -> str:
     parts = []
     for s in scenes:
@@ -197,28 +218,30 @@ def _failure_message(scenes: list[dict]) -> str:
 def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str | None = None,
                 settings_file: str | None = None, overrides: dict[str, Any] | None = None,
                 cast_file: str | None = None, scenes: list[str | int] | None = None, force: bool = False,
-                report_name: str = REPORT_NAME) -> dict:
+                report_name: str = REPORT_NAME, lexicon_file: str | None = None) -> dict:
     """Render SCRIPT into OUT_DIR; returns the render report (also written to OUT_DIR/render-report.json).
 
-    Raises RenderError (the flow ends Failed) when any line failed, naming each failed scene and line. One render
-    per output folder at a time: a second one into the same folder stops at once saying another render is running
-    (renders into different folders run side by side and share the line store; farm shards, each with its own
-    report name, share a folder)."""
+    What is read: every dialogue line, and the narration of `narration.mode` (default "action": scene headings
+    and action) in the narrator's voice; words of the lexicon (the cast file's [lexicon], then `lexicon_file`)
+    are respelled first. Raises RenderError (the flow ends Failed) when any line failed, naming each failed scene
+    and line. One render per output folder at a time: a second one into the same folder stops at once saying another
+    render is running (renders into different folders run side by side and share the line store; farm shards, each
+    with its own report name, share a folder)."""
     out = Path(out_dir).expanduser().resolve()
     try:
         with folder_lock(out, "render", name=report_name):  # farm shards write their own reports side by side
             for folder in (out, out / "scenes"):  # temp files of a killed render: our names, dead writers only
                 sweep_temps(folder, recursive=False)
             return _render(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force,
-                           report_name)
+                           report_name, lexicon_file)
     except FolderBusyError as e:
         raise RenderError(str(e)) from None
 
 
 def _render(script: str, out_dir: str, engine: str, models_dir: str | None, settings_file: str | None,
             overrides: dict[str, Any] | None, cast_file: str | None, scenes: list[str | int] | None, force: bool,
-            report_name: str) -> dict:
-    from pipeline.render import plan_line_jobs, select_scenes, spoken_scenes
+            report_name: str, lexicon_file: str | None = None) -> dict:
+    from pipeline.render import plan_line_jobs, select_scenes
 
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -234,11 +257,12 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
     try:
         screenplay = parse_task(os.fspath(script))
         try:
-            chosen = select_scenes(screenplay, scenes)
+            chosen = select_scenes(screenplay, scenes, s.narration.mode)
         except ValueError as e:
             raise SettingsError(f"--scenes: {e}.") from None
         evidences = evidence_task(screenplay)
         castfile = load_cast(screenplay, cast_file)
+        lexicon = run_lexicon(castfile, lexicon_file)
         with mlx_slot(spec):  # one GPU user per server: held while casting and rendering (flows/concurrency)
             cast = cast_characters(screenplay, evidences, spec, castfile, force=force)
             cast_table_artifact(spec.script_name, cast_rows(cast))
@@ -247,7 +271,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             engine_desc = eng.info().identity()
             voices = {name: result.lock_digest for name, result in cast.items()}
             locks = {result.lock_digest: result.lock_path for result in cast.values()}
-            jobs = plan_line_jobs(screenplay, voices, engine_desc, s)
+            jobs = plan_line_jobs(screenplay, voices, engine_desc, s, lexicon=lexicon)
             warnings = [f"line {j.source_line} ({j.character}): {n}" for j in jobs for n in j.notes
                         if n.startswith("truncated")]
             for w in warnings:
@@ -257,7 +281,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             for j in jobs:
                 by_scene.setdefault(j.scene_index, []).append(j)
             selected = [i for i in chosen if i in by_scene]
-            full = set(selected) == set(i for i in spoken_scenes(screenplay) if i in by_scene)
+            full = set(selected) == set(by_scene)
             emit("plan", scenes=len(selected), lines=sum(len(by_scene[i]) for i in selected))
 
             total = sum(len(by_scene[i]) for i in selected)
@@ -317,6 +341,9 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         audio_seconds=round(sum(r.duration for r in scene_records), 3),
         started=started_at, wall_seconds=round(time.perf_counter() - started, 3),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
+        narration=NarrationRecord(mode=s.narration.mode,
+                                  lines=len({(j.scene_index, j.source_line) for j in jobs if j.is_narration})),
+        lexicon=lexicon_report(lexicon, jobs),
     )
     save_render_report(out / report_name, typed)  # farm shards pass their own name (flows/farm.py)
     report = typed.to_json()

@@ -308,7 +308,7 @@ def render_lines_task(label: str, jobs: list[dict], locks: dict[str, str], spec:
 @task(name="mix-scene", task_run_name="scene {scene[label]}", cache_key_fn=_param_key("scene_key"), **_CACHED)
 def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str, spec: RunSpec) -> dict:
     """Mix one scene from its stored lines (cached on the scene key: its ordered lines, assembly settings, path)."""
-    from pipeline.assemble import MixLine, mix_scene
+    from pipeline.assemble import mix_line, mix_scene
     from pipeline.render import LineJob
     from pipeline.store import LineStore
 
@@ -319,9 +319,7 @@ def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str,
         raise RenderError(f"Scene {scene['label']}: {len(missing)} line(s) are not in the line store at "
                           f"{store.root} (first {missing[0]}). Run the same command again to render them.")
     emit("scene_start", scene=scene["label"], lines=len(line_jobs))
-    lines = [MixLine(key=j.key, character=j.character, text=j.text, audio_path=store.path(j.key),
-                     dual_group=j.dual_group, dual_side=j.dual_side, pause_before=j.pause_before,
-                     extension=j.extension, effects=tuple(j.effects)) for j in line_jobs]
+    lines = [mix_line(j, store.path(j.key)) for j in line_jobs]
     mix = mix_scene(lines, Path(out_path), spec.settings, scene_index=scene["index"], heading=scene["heading"])
     return {"scene": scene["label"], "index": scene["index"], "heading": scene["heading"], "key": scene_key,
             "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "files": {str(mix.path): file_record(mix.path)},

@@ -17,9 +17,9 @@ import numpy as np
 
 from . import deliver
 from . import loudness as ld
-from .audio import read_audio, resample
+from .audio import read_audio, resample, trim_silence
 from .config import Settings
-from .effects import apply_effects
+from .effects import apply_effects, effects_gain_db, treatments_for
 from .errors import RenderError
 from .files import atomic_path, slug
 from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
@@ -40,8 +40,16 @@ class MixLine:
     dual_group: int | None = None
     dual_side: int = 0  # 0 = left speech, 1 = right speech
     pause_before: float | None = None  # explicit extra pause (beat) from direction, seconds
-    extension: str | None = None  # V.O., O.S. … (kept for future mixing)
-    effects: tuple[str, ...] = ()  # device treatments from parentheticals ("radio", "phone" …: pipeline.effects)
+    extension: str | None = None  # V.O., O.S. …
+    effects: tuple[str, ...] = ()  # treatments: device ("radio", "phone" … from parentheticals), "offscreen" (O.S.)
+    kind: str = "dialogue"  # dialogue, or what the narrator reads (heading, action, transition, centered)
+    piece: int = 0  # pieces of one long line (pipeline.chunks) follow one another, piece 0 … pieces-1, and are
+    pieces: int = 1  # joined with a `pauses.sentence` gap into one placed line with one cue
+    cue_text: str | None = None  # the whole line as written when `text` differs (a piece, a respelled word)
+
+    @property
+    def is_narration(self) -> bool:
+        return self.kind != "dialogue"
 
 
 # ---------------------------------------------------------------- pause model
@@ -77,19 +85,22 @@ def plan_scene(
 ) -> tuple[list[Placement], int]:
     """Place lines (of known lengths in frames) on the scene timeline. Returns (placements, total frames).
 
-    Head pause, then per line a gap: `same_speaker` when the speaker repeats, `speaker_change` otherwise, plus the
+    Head pause, then per line a gap: `same_speaker` when the speaker repeats, `speaker_change` otherwise,
+    `narration.pause` before and after a narration line (`narration.heading_pause` after a spoken heading), plus the
     line's `pause_before`; a dual-dialogue block starts both speeches at one sample (each speech's lines follow one
     another with `same_speaker` gaps) and ends when the longer one ends; then the tail pause.
     """
     p, pan = settings.pauses, settings.output.dual_pan
     out: list[Placement] = []
-    end, prev_speaker = 0, None
+    end, prev_speaker, prev_kind = 0, None, None
     for block in _blocks(lines):
         sides = [[i for i in block if (lines[i].dual_side != 0) == right] for right in (False, True)] if len(
             block) > 1 else [block]  # fmt: skip
         sides = [s for s in sides if s]
         speakers = {lines[s[0]].character for s in sides}
-        base = p.scene_head if prev_speaker is None else (
+        kind = lines[block[0]].kind
+        narrated = kind != "dialogue" or prev_kind != "dialogue"
+        base = p.scene_head if prev_speaker is None else _narration_gap(prev_kind, settings) if narrated else (
             p.same_speaker if prev_speaker in speakers else p.speaker_change)  # fmt: skip
         extra = max(lines[s[0]].pause_before or 0.0 for s in sides)
         start = end + _seconds(base + extra, rate)
@@ -104,9 +115,17 @@ def plan_scene(
                 pos += frames[i]
             ends.append((pos, lines[s[-1]].character))
         end, prev_speaker = max(ends, key=lambda e: e[0])
+        prev_kind = kind
     total = end + _seconds(p.scene_tail, rate) if out else _seconds(p.scene_head + p.scene_tail, rate)
     out.sort(key=lambda pl: (pl.start, pl.index))
     return out, total
+
+
+def _narration_gap(prev_kind: str | None, settings: Settings) -> float:
+    """The gap between two lines when either is narration: `heading_pause` after a spoken heading, else
+    `narration.pause`."""
+    n = settings.narration
+    return n.heading_pause if prev_kind == "heading" else n.pause
 
 
 # ---------------------------------------------------------------- scene mix
@@ -147,6 +166,54 @@ def _scene_path(out_path: Path, fmt: str) -> Path:
     return out_path if out_path.suffix.lower() == f".{fmt}" else out_path.with_suffix(f".{fmt}")
 
 
+def prepare_line(line: MixLine, rate: int, settings: Settings) -> np.ndarray:
+    """One rendered line ready to place: loaded at `rate`, leading/trailing silence trimmed (the gaps are the pause
+    model's, not the engine's), treated (device, off-screen), normalised to `loudness.line_lufs`, then lowered by
+    the off-screen gain."""
+    p = settings.pauses
+    x = _load_line(line, rate)
+    if p.trim_silence:
+        x = trim_silence(x, rate, p.trim_threshold_db, p.trim_pad)
+    x = apply_effects(x, rate, line.effects, treatments_for(settings))
+    x = ld.normalise_line(x, rate, settings.loudness.line_lufs)[0]
+    gain = effects_gain_db(line.effects, settings)
+    return np.asarray(x, dtype=np.float64) * (10.0 ** (gain / 20.0) if gain else 1.0)
+
+
+def line_groups(lines: Sequence[MixLine]) -> list[list[int]]:
+    """Indices grouped per script line: the pieces of a split line (piece 0 … pieces-1, consecutive) form one."""
+    groups: list[list[int]] = []
+    for i, line in enumerate(lines):
+        if line.piece > 0 and groups and lines[groups[-1][-1]].piece == line.piece - 1:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def mix_line(job, audio_path: Path) -> MixLine:
+    """The MixLine of a rendered pipeline.render.LineJob whose audio is at `audio_path`."""
+    return MixLine(key=job.key, character=job.character, text=job.text, audio_path=Path(audio_path),
+                   dual_group=job.dual_group, dual_side=job.dual_side, pause_before=job.pause_before,
+                   extension=job.extension, effects=tuple(job.effects), kind=job.kind, piece=job.piece,
+                   pieces=job.pieces, cue_text=job.cue_text)
+
+
+def _joined(parts: list[np.ndarray], gap: np.ndarray) -> np.ndarray:
+    """The pieces of one line, one after another with a sentence gap between them."""
+    out: list[np.ndarray] = []
+    for n, x in enumerate(parts):
+        out.extend([gap, x] if n else [x])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _whole(lines: Sequence[MixLine], group: list[int]) -> MixLine:
+    """The placed line of a group: its first piece, with the whole line's text."""
+    head = lines[group[0]]
+    return replace(head, text=head.cue_text if head.cue_text is not None else head.text, cue_text=None, piece=0,
+                   pieces=1)
+
+
 def mix_scene(
     lines: Sequence[MixLine], out_path: Path, settings: Settings, *, scene_index: int, heading: str | None
 ) -> SceneMixResult:
@@ -157,8 +224,10 @@ def mix_scene(
 
     rate = settings.output.sample_rate
     channels = 2 if settings.output.stereo else 1
-    audio = [ld.normalise_line(apply_effects(_load_line(line, rate), rate, line.effects), rate,
-                               settings.loudness.line_lufs)[0] for line in lines]
+    groups = line_groups(lines)
+    gap = np.zeros(_seconds(settings.pauses.sentence, rate))
+    audio = [_joined([prepare_line(lines[i], rate, settings) for i in g], gap) for g in groups]
+    lines = [_whole(lines, g) for g in groups]
     placements, total = plan_scene(lines, [len(a) for a in audio], settings, rate)
     mix = np.zeros((total, channels))
     for pl in placements:
@@ -171,7 +240,7 @@ def mix_scene(
     cues = tuple(
         TimedLine(
             lines[pl.index].key, lines[pl.index].character, lines[pl.index].text, pl.start, pl.start + pl.frames,
-            rate, scene_index, heading, lines[pl.index].extension, lines[pl.index].dual_group,
+            rate, scene_index, heading, lines[pl.index].extension, lines[pl.index].dual_group, lines[pl.index].kind,
         )  # fmt: skip
         for pl in placements
     )

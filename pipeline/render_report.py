@@ -70,6 +70,18 @@ class CastRecord(_Record):
     lock_digest: str
 
 
+class NarrationRecord(_Record):
+    mode: str = "none"  # settings narration.mode
+    lines: int = 0  # script elements the narrator read (headings, action paragraphs …), not pieces
+
+
+class LexiconRecord(_Record):
+    entries: int = 0
+    sources: list[str] = []  # the lexicon file and/or the cast file's [lexicon]
+    unused: list[str] = []  # entries whose word no spoken line contains (reported, not an error)
+    respelled_lines: int = 0
+
+
 class RenderReport(_Record):
     script: str
     script_name: str
@@ -92,6 +104,8 @@ class RenderReport(_Record):
     line_store: str | None = None
     force: bool = False
     scenes_requested: list[str | int] = []
+    narration: NarrationRecord = NarrationRecord()
+    lexicon: LexiconRecord = LexiconRecord()
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json")

@@ -27,7 +27,7 @@ def _voices(screenplay):
 
 
 def test_one_job_per_spoken_part(sample):
-    jobs = plan_line_jobs(sample, _voices(sample), ENGINE, load_settings())
+    jobs = plan_line_jobs(sample, _voices(sample), ENGINE, load_settings(overrides={"narration.mode": "none"}))
     spoken = [p for _, d in sample.dialogues() for p in d.spoken]
     assert len(jobs) == len(spoken) == 18
     assert len({j.key for j in jobs}) == len(jobs)
@@ -89,7 +89,7 @@ def test_key_covers_voice_settings_engine():
 
 def test_repeated_identical_lines_get_their_own_takes():
     sp = parse_fountain("INT. ROOM - DAY\n\nBOB\nNo.\n\nANN\nYes.\n\nBOB\nNo.\n")
-    jobs = plan_line_jobs(sp, {"BOB": "b", "ANN": "a"}, ENGINE, load_settings())
+    jobs = plan_line_jobs(sp, {"BOB": "b", "ANN": "a"}, ENGINE, load_settings(overrides={"narration.mode": "none"}))
     assert [j.text for j in jobs] == ["No.", "Yes.", "No."]
     assert jobs[0].key != jobs[2].key
 
