@@ -336,7 +336,8 @@ def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, s
     s = spec.settings
     mixes = [SceneMixResult.from_dict(sc["mix"]) for sc in scenes]
     master = assemble_master(mixes, Path(out_dir), s, title=title)
-    written = write_deliverables(master, out_dir, subtitles=s.output.subtitles)
+    written = write_deliverables(master, out_dir, subtitles=s.output.subtitles,
+                                 narration_subtitles=s.narration.subtitles)
     outputs = {f"master_{fmt}": str(p) for fmt, p in master.paths.items()}
     outputs.update({name: str(p) for name, p in written.items()})
     return {"outputs": outputs, "files": {p: file_record(p) for p in outputs.values()}, "duration": master.duration, "lufs": master.lufs,

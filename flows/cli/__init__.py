@@ -23,6 +23,7 @@ COMMANDS = {
     "deploy": "deploy",
     "worker": "worker",
     "farm": "farm",
+    "lexicon": "lexicon",
 }
 
 

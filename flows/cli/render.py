@@ -92,6 +92,12 @@ def summary_lines(report: dict, wall: float) -> list[str]:
         lines.append(f"  {name}: {path}")
     if report.get("master_note"):
         lines.append(f"  ({report['master_note']})")
+    narration = report.get("narration") or {}
+    if narration:
+        lines.append(f"  Narration: {narration.get('mode')} ({narration.get('lines', 0)} narrator lines).")
+    unused = (report.get("lexicon") or {}).get("unused") or []
+    if unused:
+        lines.append(f"  Lexicon entries matching no spoken word: {', '.join(unused)} (check the spelling).")
     return lines
 
 
@@ -107,14 +113,27 @@ def summary_lines(report: dict, wall: float) -> list[str]:
               help="A TOML settings file (any subset of pipeline/configs/default.toml).")
 @click.option("--cast", "cast_file", type=click.Path(exists=True, dir_okay=False),
               help="A cast file pinning voices, descriptions, seeds or auditions.")
+@click.option("--lexicon", "lexicon_file", type=click.Path(dir_okay=False),
+              help="A TOML file of respellings (Siobhan = \"Shiv-awn\") applied to everything spoken; see "
+                   "`readthrough lexicon SCRIPT` for the words to check.")
+@click.option("--narration", type=click.Choice(["action", "headings", "none", "all"]),
+              help="What the narrator reads (default: narration.mode from settings, itself 'action').")
 @click.option("--scenes", "scenes_text", metavar="LIST",
               help="Render only these scenes, e.g. 1,3 or 2-4 (no master).")
 @click.option("--force", is_flag=True, help="Ignore task caches and the line store: rerun the casting steps, re-render every line, re-mix.")
 @click.option("--quality", type=click.Choice(["draft", "final"]),
               help="draft: the small Base model; final: the big one.")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
-def command(script, out_dir, engine, models_dir, settings_file, cast_file, scenes_text, force, quality, verbose):
-    """Render SCRIPT (Fountain) into a full-cast read-through in OUT.
+def command(script, out_dir, engine, models_dir, settings_file, cast_file, lexicon_file, narration, scenes_text,
+            force, quality, verbose):
+    """Render SCRIPT (Fountain) into a full-cast, narrated read-through in OUT.
+
+    \b
+    What is read: every dialogue line in its character's voice (parentheticals, extensions such as (V.O.) and
+    (CONT'D) are direction, never spoken), and by a narrator — a voice of its own, cast like a character — the
+    scene headings ("Interior. Lighthouse kitchen. Continuous.") and the action. --narration headings reads only
+    the headings, all adds transitions ("Cut to.") and centered text, none reads dialogue only. Long speeches are
+    rendered in pieces of at most render.max_chunk_seconds and joined; O.S. lines sound off-screen.
 
     \b
     Reruns are cheap: finished lines and scenes are reused from the line store and Prefect's cache
@@ -126,6 +145,7 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
       readthrough render script.fountain -o out/ --engine preview
       readthrough render script.fountain -o out/ --models tiny-models/ --scenes 1,3
       readthrough render script.fountain -o out/ --settings my.toml --cast cast.toml --quality draft
+      readthrough render script.fountain -o out/ --narration none --lexicon names.toml
       readthrough render script.fountain -o out/ --force
     Runs in Prefect's ephemeral mode; set PREFECT_API_URL to record runs on a server.
     """
@@ -133,6 +153,12 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
 
     prefect_env(verbose)
     overrides = {"render.quality": quality} if quality else {}
+    if narration:
+        overrides["narration.mode"] = narration
+    if lexicon_file:
+        from pipeline.lexicon import load_lexicon
+
+        load_lexicon(lexicon_file)  # a bad file fails here, before anything runs
     scenes = parse_scene_list(scenes_text)
     name, reason = engine_line(settings_file, overrides, engine, models_dir)
     console = Console(stderr=True)
@@ -147,7 +173,7 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
     with ProgressView(console) as view, listen(view):
         state = render_flow(os.fspath(Path(script)), os.fspath(Path(out_dir)), engine=name, models_dir=models_dir,
                             settings_file=settings_file, overrides=overrides or None, cast_file=cast_file,
-                            scenes=scenes, force=force, return_state=True)
+                            scenes=scenes, force=force, lexicon_file=lexicon_file, return_state=True)
     wall = time.perf_counter() - started
     exc = None
     if not state.is_completed():
