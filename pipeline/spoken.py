@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-from .screenplay import Action, Dialogue, Lyrics, Scene, Transition
+from .fountain import speech_text
+from .screenplay import Action, Dialogue, Scene, Transition
 
 NarrationMode = Literal["action", "headings", "none", "all"]
 NARRATION_MODES: tuple[str, ...] = ("action", "headings", "none", "all")
@@ -193,8 +194,6 @@ def drop_age_notes(text: str) -> str:
 
 def spoken_action(text: str, names: Iterable[str] = ()) -> str:
     """What the narrator says for an action paragraph (see the module docstring); "" when nothing is left."""
-    from .fountain import speech_text
-
     said = drop_age_notes(spoken_caps(speech_text(text), names))
     said = " ".join(said.split())
     if said and said[0].isalpha():
@@ -204,19 +203,13 @@ def spoken_action(text: str, names: Iterable[str] = ()) -> str:
 
 def spoken_transition(text: str) -> str:
     """`CUT TO:` → "Cut to."; `> THE END <` → "The end."."""
-    t = speech_text_plain(text).strip("<> ").rstrip(":").strip()
+    t = speech_text(text).strip("<> ").rstrip(":").strip()
     return sentence(t) if t else ""
-
-
-def speech_text_plain(text: str) -> str:
-    from .fountain import speech_text
-
-    return speech_text(text)
 
 
 def is_transition_like(text: str) -> bool:
     """An action paragraph that is really a transition (`FADE IN:`, `**FADE OUT.**`, `CUT TO BLACK`)."""
-    return bool(_TRANSITION_RE.match(" ".join(speech_text_plain(text).upper().split())))
+    return bool(_TRANSITION_RE.match(" ".join(speech_text(text).upper().split())))
 
 
 # ------------------------------------------------------------------------------------------------ a scene
@@ -251,8 +244,6 @@ def _element(e, names: tuple[str, ...]) -> tuple[str | None, str]:
         if is_transition_like(e.text):
             return "transition", spoken_transition(e.text)
         if e.centered:
-            return "centered", sentence(speech_text_plain(e.text)) if e.text.isupper() else speech_text_plain(e.text)
+            return "centered", sentence(spoken_caps(speech_text(e.text), names))
         return "action", spoken_action(e.text, names)
-    if isinstance(e, Lyrics):
-        return None, ""
-    return None, ""  # sections, synopses and page breaks are never spoken
+    return None, ""  # lyrics outside dialogue, sections, synopses and page breaks are never spoken
