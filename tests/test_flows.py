@@ -265,10 +265,10 @@ def test_lines_render_in_chunks_and_scenes_mix_as_soon_as_their_lines_are_stored
         state, report = render(script, tmp_path / "out", overrides={"render.chunk_lines": 4})
     assert state.is_completed(), state.message
     names = [e for e, _ in events]
-    assert [p["done"] for e, p in events if e == "chunk"] == [1, 2, 3, 4, 5]  # 18 lines, 4 a chunk
+    assert [p["done"] for e, p in events if e == "chunk"] == list(range(1, 9))  # 30 lines (12 narration), 4 a chunk
     assert names.index("scene_done") < max(i for i, n in enumerate(names) if n == "line")  # scene 1 mixed early
-    assert sum(1 for e, p in events if e == "line" and p["status"] == "rendered") == 18
+    assert sum(1 for e, p in events if e == "line" and p["status"] == "rendered") == 30
     engine = report["engine"]
-    assert engine["lines"] == 18 and engine["steps"] == len(fake.render_calls)
-    assert engine["mean_busy_rows"] == pytest.approx(18 / len(fake.render_calls), abs=1e-3)
-    assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
+    assert engine["lines"] == 30 and engine["steps"] == len(fake.render_calls)
+    assert engine["mean_busy_rows"] == pytest.approx(30 / len(fake.render_calls), abs=1e-3)
+    assert report["counts"] == {"lines": 30, "rendered": 30, "reused": 0, "failed": 0}
