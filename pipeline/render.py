@@ -232,18 +232,17 @@ class _Planner:
     def jobs(self, written: str, character: str, instruct: str | None, ident_tag: tuple, **fields) -> list[LineJob]:
         """The job(s) of one script line: respelled, split when long, each piece keyed like any line."""
         said = self.lexicon.apply(written) if self.lexicon else written
-        pieces = speech_pieces(said, self.settings)
+        said, cut = bound_text(said, self.settings, f"line {fields.get('source_line', 0)} ({character})")
+        pieces = speech_pieces(said, self.settings)  # the capped line, in pieces a model renders well
         voice = self.voices.get(character)
         out: list[LineJob] = []
-        where = f"line {fields.get('source_line', 0)} ({character})"
         for n, piece in enumerate(pieces):
-            piece, cut = bound_text(piece, self.settings, where)  # the hard cap on one job, after splitting
             ident = (*ident_tag, voice, character if voice is None else "", piece, instruct)
             repeat = self.repeats.get(ident, 0)
             self.repeats[ident] = repeat + 1
             key = line_key(piece, instruct, voice, self.sampling, self.engine_desc, repeat)
             extra = dict(fields)
-            if cut:
+            if cut and n == 0:  # said once, on the line's first piece
                 extra["notes"] = (*extra.get("notes", ()), cut)
             if n:
                 extra["pause_before"] = None  # a beat belongs before the line, not between its pieces
