@@ -234,6 +234,7 @@ class _Planner:
         said = self.lexicon.apply(written) if self.lexicon else written
         said, cut = bound_text(said, self.settings, f"line {fields.get('source_line', 0)} ({character})")
         pieces = speech_pieces(said, self.settings)  # the capped line, in pieces a model renders well
+        shown = bound_text(written, self.settings, "")[0] if cut else written  # cues show what is spoken
         voice = self.voices.get(character)
         out: list[LineJob] = []
         for n, piece in enumerate(pieces):
@@ -249,7 +250,7 @@ class _Planner:
             out.append(LineJob(
                 key=key, character=character, voice_digest=voice, text=piece, instruct=instruct,
                 seed=seed_from_key(key), piece=n, pieces=len(pieces),
-                cue_text=written if (len(pieces) > 1 or piece != written) else None, **extra))
+                cue_text=shown if (len(pieces) > 1 or piece != shown) else None, **extra))
         return out
 
 
