@@ -105,9 +105,13 @@ def phase_baseline(script: str, out: str) -> dict:
     sp = read_script(script)
     home = home_dir()
     cast = cast_script(sp, engine, settings, None, home / "auditions", home / "locks")
+    from pipeline.variants import variant_voices
+
     voices = {n: r.lock_digest for n, r in cast.items()}
+    variants = variant_voices({n: r.variants for n, r in cast.items()})
     locks = {r.lock_digest: load_lock(r.lock_path) for r in cast.values()}
-    jobs = plan_line_jobs(sp, voices, engine.info().identity(), settings)
+    locks.update({v.lock_digest: load_lock(v.lock_path) for r in cast.values() for v in r.variants if v.locked})
+    jobs = plan_line_jobs(sp, voices, engine.info().identity(), settings, variants)
     store = LineStore(home / "lines")
     summary = render_missing(engine, store, jobs, locks, batch_size=settings.render.batch_size)
     by_scene: dict[int, list] = {}
@@ -211,9 +215,11 @@ def _naive_flow():
         spec, _ = make_spec(script, "instant", None, None, None)
         sp = parse_task(script)
         cast = cast_characters(sp, evidence_task(sp), spec)
-        voices = {n: c.lock_digest for n, c in cast.items()}
-        locks = {c.lock_digest: c.lock_path for c in cast.values()}
-        jobs = plan_line_jobs(sp, voices, get_engine(spec.engine, spec.settings).info().identity(), spec.settings)
+        from flows.render import cast_voices
+
+        voices, variants, locks = cast_voices(cast)
+        jobs = plan_line_jobs(sp, voices, get_engine(spec.engine, spec.settings).info().identity(), spec.settings,
+                              variants)
         t_line, t_mix = configured(render_line, spec), configured(mix, spec)
         by_scene: dict[int, list] = {}
         for j in jobs:

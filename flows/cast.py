@@ -6,7 +6,9 @@ for nothing). The loop itself lives in `pipeline.casting.cast_characters`; this 
 
 Cache keys: analyze = `analysis.profile_key` (evidence digest + analyzer + overrides); design = description +
 seeds + sample text + design model; pick = audition digests + digests of the voices already cast + pin; lock =
-chosen audition digest + reference text + engine/model ids + name. Editing one line changes that character's
+chosen audition digest + reference text + engine/model ids + name; delivery variant (pipeline.variants) = the
+character, the delivery, its line count, pin, description, neutral lock digest, seeds and `[delivery]` settings.
+Editing one line changes that character's
 evidence, so its analysis re-runs — but an unchanged description hits every later cache: no engine call.
 """
 
@@ -20,10 +22,11 @@ import numpy as np
 from prefect import flow
 
 from flows.concurrency import mlx_guard, mlx_slot
+from flows.interrupt import checkpoint
 from flows.reporting import cast_table_artifact, emit
 from flows.tasks import (
     FLOW_VERSION, RunSpec, analyze_task, configured, design_task, embedding_digest, evidence_task, get_analyzer,
-    get_engine, lock_task, parse_task, pick_task, pinned_voice_task,
+    get_engine, lock_task, parse_task, pick_task, pinned_voice_task, variant_task,
 )
 from pipeline.keys import content_key, sha256_file
 
@@ -51,8 +54,10 @@ def _lock_usable(result: dict) -> bool:
 def cast_characters(screenplay, evidences: dict, spec: RunSpec, castfile=None, force: bool = False) -> dict:
     """{character: CastResult} in script order: `pipeline.casting.cast_characters` with cached task steps."""
     from pipeline.casting import cast_characters as casting_loop
+    from pipeline.casting import script_delivery_counts
 
-    return casting_loop(evidences, spec.settings, castfile, cached_steps(spec, force))
+    return casting_loop(evidences, spec.settings, castfile, cached_steps(spec, force),
+                        script_delivery_counts(screenplay, spec.settings))
 
 
 def cached_steps(spec: RunSpec, force: bool = False):
@@ -61,20 +66,24 @@ def cached_steps(spec: RunSpec, force: bool = False):
     from pipeline.analysis.profile import CharacterProfile, profile_key
     from pipeline.casting import CastingSteps, CastResult, Pick
     from pipeline.design import Audition
+    from pipeline.variants import VariantResult, variant_seeds
 
     s = spec.settings
     engine = get_engine(spec.engine, s, spec.models_dir)
     info = engine.info()
     engine_desc = info.identity()
     analyzer = get_analyzer(s)
-    t_analyze, t_design, t_pick, t_lock, t_pinned = (
-        configured(t, spec, force) for t in (analyze_task, design_task, pick_task, lock_task, pinned_voice_task))
+    t_analyze, t_design, t_pick, t_lock, t_pinned, t_variant = (
+        configured(t, spec, force) for t in (analyze_task, design_task, pick_task, lock_task, pinned_voice_task,
+                                             variant_task))
 
     def analyze(name: str, evidence, overrides) -> CharacterProfile:
+        checkpoint("while casting")  # Ctrl-C: no new casting step (flows/interrupt)
         key = profile_key(evidence, analyzer.id, overrides)
         return CharacterProfile.from_json(t_analyze(key, name, evidence, overrides, spec))
 
     def design(name: str, description: str, seeds: list[int]) -> list[Audition]:
+        checkpoint("while casting")
         key = content_key("design", FLOW_VERSION, {
             "character": name, "description": description, "seeds": seeds, "n": s.casting.auditions,
             "text": s.casting.sample_text, "model": info.design_model, "language": s.render.language})
@@ -99,7 +108,21 @@ def cached_steps(spec: RunSpec, force: bool = False):
         locked = _with_outputs(t_lock, _lock_usable, key, name, record, spec)  # damaged/replaced: relocked
         return locked["lock_path"], locked["lock_digest"]
 
+    def variant(name: str, delivery: str, lines: int, pinned: int | None, description: str, neutral,
+                neutral_digest: str) -> VariantResult:
+        key = content_key("variant", FLOW_VERSION, {
+            "character": name, "delivery": delivery, "lines": lines, "pinned": pinned, "description": description,
+            "neutral": neutral_digest, "neutral_embedding": embedding_digest(neutral),
+            "seeds": variant_seeds(name, delivery, s), "delivery_settings": s.delivery.model_dump(mode="json"),
+            "text": s.casting.sample_text, "model": info.design_model, "engine": engine_desc,
+            "language": s.render.language})
+        made = _with_outputs(t_variant, lambda v: v["lock_path"] is None or _files_exist(v["lock_path"]), key, name,
+                             delivery, lines, pinned, description, None if neutral is None else _floats(neutral),
+                             neutral_digest, spec)
+        return VariantResult.from_json(made)
+
     def pinned(name: str, profile: CharacterProfile, entry):
+        checkpoint("while casting")
         pin = {"lock": str(entry.lock) if entry.lock else None,
                "lock_sha": sha256_file(entry.lock) if entry.lock and Path(entry.lock).is_file() else None,
                "preset": entry.preset, "instruct": entry.instruct}
@@ -109,7 +132,7 @@ def cached_steps(spec: RunSpec, force: bool = False):
                              key, name, profile.to_json(), entry, spec)
         return CastResult.from_json(item["result"]), _vector(item["embedding"])
 
-    return CastingSteps(analyze=analyze, design=design, pick=pick, lock=lock, pinned=pinned,
+    return CastingSteps(analyze=analyze, design=design, pick=pick, lock=lock, variant=variant, pinned=pinned,
                         release=engine.release_design)
 
 
@@ -134,6 +157,8 @@ def cast_rows(cast: dict) -> list[dict]:
             "audition": chosen["path"] if chosen else None, "audition_index": r.get("chosen"),
             "pick_reason": r["reason"], "source": r.get("source"), "extra_voice": r.get("extra_voice"),
             "lock_path": r["lock_path"], "lock_digest": r["lock_digest"],
+            "variants": [{k: v.get(k) for k in ("delivery", "lines", "status", "similarity", "chosen", "reason",
+                                                 "lock_path", "lock_digest")} for v in r.get("variants", ())],
         })
     return rows
 

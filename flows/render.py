@@ -22,6 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.concurrency import mlx_guard, mlx_slot
+from flows.interrupt import RenderInterrupted, requested
 from flows.cast import _with_outputs, cast_characters, cast_rows, load_cast, make_spec
 from flows.reporting import ProgressArtifact, cast_table_artifact, emit, outputs_artifact
 from flows.tasks import (
@@ -30,11 +31,14 @@ from flows.tasks import (
 )
 from pipeline.errors import RenderError, SettingsError
 from pipeline.files import FolderBusyError, folder_lock, sweep_temps
+from pipeline.fountain import plain_title
 from pipeline.keys import content_key
 from pipeline.render_report import (
-    REPORT_NAME, CastRecord, Counts, LexiconRecord, NarrationRecord, RenderReport, SceneRecord, save_render_report,
+    REPORT_NAME, CastRecord, Counts, LexiconRecord, NarrationRecord, RenderReport, SceneRecord, Timings,
+    VariantRecord, save_render_report,
 )
 from pipeline.store import LineStore
+
 
 def assembly_payload(settings) -> dict:
     """Settings that change a scene mix or the master (and so their keys)."""
@@ -81,7 +85,7 @@ def _mix_scene(t_mix, spec: RunSpec, record: dict, jobs, out_dir: Path) -> None:
         cached = state.name == "Cached"
         emit("scene_cached" if cached else "scene_done", scene=label, lines=len(jobs), status="done")
         record.update(status="done", cached=cached, path=result["mix"]["path"], duration=result["mix"]["duration"],
-                      mix=result["mix"])
+                      mix=result["mix"], timings={} if cached else result.get("timings", {}))
         return
     exc = state.result(raise_on_failure=False)
     reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
@@ -179,6 +183,8 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
                 settle(i)
         progress.advance(len(chunk), force=True)
         between_chunks(n, len(chunks))
+        if requested():  # Ctrl-C: every line of the chunks so far is stored; start no new chunk (flows/interrupt)
+            break
     return [records[i] for i in selected], stats.to_json()
 
 
@@ -200,6 +206,35 @@ def lexicon_report(lexicon, jobs) -> LexiconRecord:
                                              and lexicon.apply(j.cue_text) != j.cue_text))
 
 
+def _timings(wall: float, casting: float, scenes: float, records: list[dict], master: float) -> dict:
+    """Where this run's time went, in seconds: casting, engine (the render stage less its mixes; 0 when no line was
+    rendered), mixing (scene mixes), master (master files and deliverables) and other (parsing, planning,
+    orchestration); cached scenes cost nothing."""
+    mixing = sum(r.get("timings", {}).get("mixing", 0.0) for r in records)
+    engine = max(0.0, scenes - mixing) if any(r.get("rendered") for r in records) else 0.0  # no line rendered: 0
+    other = max(0.0, wall - casting - engine - mixing - master)
+    return {k: round(v, 3) for k, v in
+            {"casting": casting, "engine": engine, "mixing": mixing, "master": master, "other": other}.items()}
+
+
+def cast_record(result) -> CastRecord:
+    """The render report's record of one character's voice (a CastResult) and its locked delivery variants."""
+    variants = {v.delivery: VariantRecord(lock_path=v.lock_path, lock_digest=v.lock_digest, similarity=v.similarity)
+                for v in result.variants if v.locked}
+    return CastRecord(lock_path=result.lock_path, lock_digest=result.lock_digest, variants=variants)
+
+
+def cast_voices(cast: dict) -> tuple[dict, dict, dict]:
+    """(voices {character: neutral digest}, variants {character: {delivery: digest}}, locks {digest: path}) of
+    the cast results, for planning and rendering."""
+    from pipeline.variants import variant_voices
+
+    voices = {name: result.lock_digest for name, result in cast.items()}
+    locks = {result.lock_digest: result.lock_path for result in cast.values()}
+    locks.update({v.lock_digest: v.lock_path for result in cast.values() for v in result.variants if v.locked})
+    return voices, variant_voices({name: result.variants for name, result in cast.items()}), locks
+
+
 def _failure_message(scenes: list[dict]) -> str:
     parts = []
     for s in scenes:
@@ -212,6 +247,29 @@ def _failure_message(scenes: list[dict]) -> str:
     done = [s["scene"] for s in scenes if s["status"] == "done"]
     return (f"{len(parts)} scene(s) failed — " + " | ".join(parts) +
             f". Scenes done: {', '.join(done) or 'none'}. Run the same command again to retry only what failed.")
+
+
+def _interrupted(path: Path, spec: RunSpec, script, screenplay, reason, engine_desc, records, pending: list[int],
+                 started: float, started_at: str):
+    """Ctrl-C: the report says what is done (finished scenes, lines in the store) and what is left; then raise."""
+    from pipeline.render import scene_label
+
+    done = [SceneRecord.model_validate({k: v for k, v in r.items() if k != "mix"}) for r in records]
+    left = [SceneRecord(scene=scene_label(screenplay, i), index=i, heading=screenplay.scenes[i].heading)
+            for i in pending]
+    finished = [r for r in done if r.status == "done"]
+    save_render_report(path, RenderReport(
+        script=str(Path(script).resolve()), script_name=spec.script_name, status="interrupted",
+        title=plain_title(screenplay.title_page.get("title")),
+        engine={**engine_desc, "name": spec.engine, "reason": reason},
+        counts=Counts(lines=sum(r.lines for r in done), rendered=sum(r.rendered for r in done),
+                      reused=sum(r.reused for r in done), failed=sum(r.failed for r in done)),
+        scenes=done + left, failed_lines=[f for r in done for f in r.failed_lines],
+        master_note="master not built: the render was interrupted",
+        audio_seconds=round(sum(r.duration for r in finished), 3), started=started_at,
+        wall_seconds=round(time.perf_counter() - started, 3), line_store=str(spec.store_root)))
+    raise RenderInterrupted(f"Interrupted: {len(finished)} of {len(done) + len(left)} scene(s) done; the lines "
+                            "rendered so far are kept.")
 
 
 @flow(name="render-script", log_prints=False)
@@ -264,14 +322,15 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         castfile = load_cast(screenplay, cast_file)
         lexicon = run_lexicon(castfile, lexicon_file)
         with mlx_slot(spec):  # one GPU user per server: held while casting and rendering (flows/concurrency)
+            t_cast = time.perf_counter()
             cast = cast_characters(screenplay, evidences, spec, castfile, force=force)
+            casting_s = time.perf_counter() - t_cast
             cast_table_artifact(spec.script_name, cast_rows(cast))
 
             eng = get_engine(spec.engine, s, spec.models_dir)
             engine_desc = eng.info().identity()
-            voices = {name: result.lock_digest for name, result in cast.items()}
-            locks = {result.lock_digest: result.lock_path for result in cast.values()}
-            jobs = plan_line_jobs(screenplay, voices, engine_desc, s, lexicon=lexicon)
+            voices, variants, locks = cast_voices(cast)
+            jobs = plan_line_jobs(screenplay, voices, engine_desc, s, variants, lexicon=lexicon)
             warnings = [f"line {j.source_line} ({j.character}): {n}" for j in jobs for n in j.notes
                         if n.startswith("truncated")]
             for w in warnings:
@@ -287,18 +346,25 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             total = sum(len(by_scene[i]) for i in selected)
             progress = ProgressArtifact(total, f"Rendering {spec.script_name}: {total} lines in "
                                                f"{len(selected)} scenes")
+            t_scenes = time.perf_counter()
             records, batching = render_scenes(spec, screenplay, by_scene, selected, locks, out, force, progress)
+            scenes_s = time.perf_counter() - t_scenes
             progress.advance(0, force=True)
     except Exception as e:  # the run stops before any scene result: still leave a report saying why
         save_render_report(out / report_name, RenderReport(
-            script=str(Path(script).resolve()), script_name=spec.script_name, status="failed",
+            script=str(Path(script).resolve()), script_name=spec.script_name,
+            status="interrupted" if isinstance(e, RenderInterrupted) else "failed",
             error=f"{type(e).__name__}: {e}", engine={"name": spec.engine, "reason": reason},
             started=started_at, wall_seconds=round(time.perf_counter() - started, 3)))
         raise
 
+    if requested():  # Ctrl-C: scenes not mixed yet stay "pending" in the report
+        return _interrupted(out / report_name, spec, script, screenplay, reason, engine_desc, records, [],
+                            started, started_at)
     failed = [r for r in records if r["status"] == "failed"]
     outputs: dict[str, str] = {}
     master_note = master_error = None
+    master_s = 0.0
     if failed:
         master_note = "master not built: some scenes failed"
     elif not full:
@@ -309,11 +375,12 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         master_note = "nothing to render: the script has no dialogue"
     else:
         mixes = records
-        title = screenplay.title_page.get("title") or spec.script_name
+        title = plain_title(screenplay.title_page.get("title")) or spec.script_name
         mkey = content_key("master", FLOW_VERSION, {
             "scenes": [r["mix"] for r in mixes], "assembly": assembly_payload(s), "out": str(out), "title": title})
         t_master = configured(master_task, spec, force)
         payload = [{"mix": r["mix"]} for r in mixes]
+        master_started = time.perf_counter()
         try:
             master = _with_outputs(t_master, lambda r: files_intact(r.get("files")),  # damaged: rebuilt
                                    mkey, payload, str(out), title, spec)
@@ -322,13 +389,16 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         except Exception as e:  # scenes are done and kept; the report says why the master is missing
             master_error = f"master failed: {type(e).__name__}: {e}"
             master_note = master_error
+        master_s = time.perf_counter() - master_started
 
-    scene_records = [SceneRecord.model_validate({k: v for k, v in r.items() if k != "mix"}) for r in records]
+    scene_records = [SceneRecord.model_validate({k: v for k, v in r.items() if k not in ("mix", "timings")})
+                     for r in records]
     counts = Counts(lines=sum(r.lines for r in scene_records), rendered=sum(r.rendered for r in scene_records),
                     reused=sum(r.reused for r in scene_records), failed=sum(r.failed for r in scene_records))
+    wall = time.perf_counter() - started
     typed = RenderReport(
         script=str(Path(script).resolve()), script_name=spec.script_name,
-        title=screenplay.title_page.get("title"),
+        title=plain_title(screenplay.title_page.get("title")),
         engine={**engine_desc, "name": spec.engine, "reason": reason, **batching},
         counts=counts,
         status="failed" if failed or master_error else "completed",
@@ -336,10 +406,10 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         failed_lines=[f for r in scene_records for f in r.failed_lines],
         repaired_lines=[f for r in scene_records for f in r.repaired_lines], warnings=warnings,
         outputs=outputs, master_note=master_note,
-        cast={name: CastRecord(lock_path=result.lock_path, lock_digest=result.lock_digest)
-              for name, result in cast.items()},
+        cast={name: cast_record(result) for name, result in cast.items()},
         audio_seconds=round(sum(r.duration for r in scene_records), 3),
-        started=started_at, wall_seconds=round(time.perf_counter() - started, 3),
+        started=started_at, wall_seconds=round(wall, 3),
+        timings=Timings(**_timings(wall, casting_s, scenes_s, records, master_s)),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
         narration=NarrationRecord(mode=s.narration.mode,
                                   lines=len({(j.scene_index, j.source_line) for j in jobs if j.is_narration})),

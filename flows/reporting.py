@@ -62,6 +62,9 @@ def cast_table_artifact(script_name: str, rows: list[dict]) -> None:
         "description": r.get("description", ""),
         "pick": r.get("pick_reason", ""),
         "lock": r.get("lock_path", ""),
+        "variants": "; ".join(f"{v['delivery']} {v['status']}" + (
+            f" (similarity {v['similarity']:.2f})" if v.get("similarity") is not None else "")
+            for v in r.get("variants") or ()),
     } for r in rows]
     _safe(create_table_artifact, table=table, key=artifact_key("cast", script_name),
           description=f"Cast of {script_name}")

@@ -13,6 +13,7 @@ Rules (see ../shared/notes/prefect.md for the measured reasons):
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,12 +22,13 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.interrupt import checkpoint
 from flows.reporting import emit
 from pipeline.config import Settings
 from pipeline.errors import RenderError
 from pipeline.keys import content_key, sha256_bytes
 
-FLOW_VERSION = "2"  # 2: scene mixes apply device effects ("(on the radio)")
+FLOW_VERSION = "3"  # 2: scene mixes apply device effects ("(on the radio)"); 3: one-pass loudness, block figures
 
 # ------------------------------------------------------------------------------------------------ run spec
 
@@ -245,6 +247,19 @@ def pinned_voice_task(key: str, character: str, profile: dict, entry, spec: RunS
             "embedding": None if emb is None else np.asarray(emb, dtype=np.float32).ravel().tolist()}
 
 
+@task(name="delivery-variant", task_run_name="variant {character} {delivery}", cache_key_fn=_param_key("key"),
+      **_CACHED)
+def variant_task(key: str, character: str, delivery: str, lines: int, pinned: int | None, description: str,
+                 neutral_embedding: list[float] | None, neutral_digest: str, spec: RunSpec) -> dict:
+    """One delivery variant of a designed character (pipeline.variants.cast_variant); its VariantResult JSON."""
+    from pipeline.variants import cast_variant
+
+    engine = get_engine(spec.engine, spec.settings, spec.models_dir)
+    neutral = None if neutral_embedding is None else np.asarray(neutral_embedding, dtype=np.float32)
+    return cast_variant(engine, character, delivery, lines, pinned, description, neutral, neutral_digest,
+                        spec.settings, spec.audition_dir, spec.lock_root).to_json()
+
+
 # ------------------------------------------------------------------------------------------------ rendering
 
 
@@ -320,10 +335,24 @@ def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str,
                           f"{store.root} (first {missing[0]}). Run the same command again to render them.")
     emit("scene_start", scene=scene["label"], lines=len(line_jobs))
     lines = [mix_line(j, store.path(j.key)) for j in line_jobs]
+    started = time.perf_counter()
     mix = mix_scene(lines, Path(out_path), spec.settings, scene_index=scene["index"], heading=scene["heading"])
+    mixing_s = time.perf_counter() - started
     return {"scene": scene["label"], "index": scene["index"], "heading": scene["heading"], "key": scene_key,
             "mix": mix.to_dict(), "file_stat": file_stat(mix.path), "files": {str(mix.path): file_record(mix.path)},
-            "line_keys": [j.key for j in line_jobs]}
+            "line_keys": [j.key for j in line_jobs], "timings": {"mixing": round(mixing_s, 4)}}
+
+
+def _requested_masters(paths: dict[str, Path], wanted) -> dict[str, Path]:
+    """`--format mp3` asks for an MP3 master only: the PCM master it was encoded from is removed, once every
+    compressed master asked for exists (if ffmpeg skipped one, the PCM master stays as the deliverable)."""
+    wanted = [f.lower().lstrip(".") for f in wanted]
+    if any(f in ("wav", "flac") for f in wanted) or not wanted or not all(f in paths for f in wanted):
+        return dict(paths)
+    for fmt, path in paths.items():
+        if fmt not in wanted:
+            Path(path).unlink(missing_ok=True)
+    return {fmt: p for fmt, p in paths.items() if fmt in wanted}
 
 
 @task(name="assemble-master", cache_key_fn=_param_key("master_key"), **_CACHED)
@@ -338,7 +367,8 @@ def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, s
     master = assemble_master(mixes, Path(out_dir), s, title=title)
     written = write_deliverables(master, out_dir, subtitles=s.output.subtitles,
                                  narration_subtitles=s.narration.subtitles)
-    outputs = {f"master_{fmt}": str(p) for fmt, p in master.paths.items()}
+    paths = _requested_masters(master.paths, s.output.master_formats)
+    outputs = {f"master_{fmt}": str(p) for fmt, p in paths.items()}
     outputs.update({name: str(p) for name, p in written.items()})
     return {"outputs": outputs, "files": {p: file_record(p) for p in outputs.values()}, "duration": master.duration, "lufs": master.lufs,
             "true_peak_db": master.true_peak_db, "notes": list(master.notes)}

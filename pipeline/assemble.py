@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import soundfile as sf
 
 from . import deliver
 from . import loudness as ld
 from .audio import read_audio, resample, trim_silence
 from .config import Settings
 from .effects import apply_effects, effects_gain_db, treatments_for
-from .errors import RenderError
+from .errors import RenderError, SettingsError
 from .files import atomic_path, slug
+from .leveller import LIMIT_MARGIN_DB, Leveller
 from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
 
 BLOCK_FRAMES = 1 << 16  # frames per streamed block when building the master
@@ -90,35 +92,53 @@ def plan_scene(
     line's `pause_before`; a dual-dialogue block starts both speeches at one sample (each speech's lines follow one
     another with `same_speaker` gaps) and ends when the longer one ends; then the tail pause.
     """
-    p, pan = settings.pauses, settings.output.dual_pan
     out: list[Placement] = []
     end, prev_speaker, prev_kind = 0, None, None
     for block in _blocks(lines):
-        sides = [[i for i in block if (lines[i].dual_side != 0) == right] for right in (False, True)] if len(
-            block) > 1 else [block]  # fmt: skip
-        sides = [s for s in sides if s]
-        speakers = {lines[s[0]].character for s in sides}
-        kind = lines[block[0]].kind
-        narrated = kind != "dialogue" or prev_kind != "dialogue"
-        base = p.scene_head if prev_speaker is None else _narration_gap(prev_kind, settings) if narrated else (
-            p.same_speaker if prev_speaker in speakers else p.speaker_change)  # fmt: skip
-        extra = max(lines[s[0]].pause_before or 0.0 for s in sides)
-        start = end + _seconds(base + extra, rate)
-        ends: list[tuple[int, str]] = []
-        for s in sides:
-            side_pan = 0.0 if len(sides) == 1 else (pan if lines[s[0]].dual_side else -pan)
-            pos = start
-            for n, i in enumerate(s):
-                if n:
-                    pos += _seconds(p.same_speaker + (lines[i].pause_before or 0.0), rate)
-                out.append(Placement(i, pos, frames[i], side_pan, len(sides) > 1))
-                pos += frames[i]
-            ends.append((pos, lines[s[-1]].character))
-        end, prev_speaker = max(ends, key=lambda e: e[0])
-        prev_kind = kind
-    total = end + _seconds(p.scene_tail, rate) if out else _seconds(p.scene_head + p.scene_tail, rate)
+        placed, end, prev_speaker = place_block(lines, block, frames, settings, rate, end, prev_speaker, prev_kind)
+        prev_kind = lines[block[0]].kind
+        out.extend(placed)
     out.sort(key=lambda pl: (pl.start, pl.index))
-    return out, total
+    return out, scene_end(out, end, settings, rate)
+
+
+def scene_end(placements: Sequence[Placement], end: int, settings: Settings, rate: int) -> int:
+    """Total frames of a scene whose last line ends at `end`: plus the tail pause (head + tail when empty)."""
+    p = settings.pauses
+    return end + _seconds(p.scene_tail, rate) if placements else _seconds(p.scene_head + p.scene_tail, rate)
+
+
+def place_block(
+    lines: Sequence[MixLine], block: Sequence[int], frames, settings: Settings, rate: int, end: int,
+    prev_speaker: str | None, prev_kind: str | None = None,
+) -> tuple[list[Placement], int, str]:
+    """Place one block (a single line, or the lines of one dual-dialogue pair) after a scene timeline that ends at
+    `end` with a line of `prev_kind` (dialogue, or what the narrator read); `frames[i]` is line i's length. Returns
+    (placements, new end, last speaker). Needs only this block's lengths, so a streamed mix can load one block at a
+    time."""
+    p, pan = settings.pauses, settings.output.dual_pan
+    sides = [[i for i in block if (lines[i].dual_side != 0) == right] for right in (False, True)] if len(
+        block) > 1 else [list(block)]  # fmt: skip
+    sides = [s for s in sides if s]
+    speakers = {lines[s[0]].character for s in sides}
+    narrated = lines[block[0]].kind != "dialogue" or (prev_kind or "dialogue") != "dialogue"
+    base = p.scene_head if prev_speaker is None else _narration_gap(prev_kind, settings) if narrated else (
+        p.same_speaker if prev_speaker in speakers else p.speaker_change)  # fmt: skip
+    extra = max(lines[s[0]].pause_before or 0.0 for s in sides)
+    start = end + _seconds(base + extra, rate)
+    out: list[Placement] = []
+    ends: list[tuple[int, str]] = []
+    for s in sides:
+        side_pan = 0.0 if len(sides) == 1 else (pan if lines[s[0]].dual_side else -pan)
+        pos = start
+        for n, i in enumerate(s):
+            if n:
+                pos += _seconds(p.same_speaker + (lines[i].pause_before or 0.0), rate)
+            out.append(Placement(i, pos, frames[i], side_pan, len(sides) > 1))
+            pos += frames[i]
+        ends.append((pos, lines[s[-1]].character))
+    end, speaker = max(ends, key=lambda e: e[0])
+    return out, end, speaker
 
 
 def _narration_gap(prev_kind: str | None, settings: Settings) -> float:
@@ -219,24 +239,35 @@ def mix_scene(
 ) -> SceneMixResult:
     """Mix one scene from rendered lines and write it atomically as settings.output.format (the suffix of
     `out_path` is replaced to match). Each line is normalised to loudness.line_lufs, the mix to the preset's
-    target with its true-peak ceiling."""
-    import soundfile as sf
+    target with its true-peak ceiling, in one pass (pipeline.leveller).
 
+    Streamed: lines are loaded one block (a line, or a dual-dialogue pair) at a time and placed into a buffer that
+    is flushed as soon as no later line can reach it, so memory is bounded by the block size and the longest line,
+    not by the scene's length. The scene is padded with silence to a whole number of 100 ms gating hops, so the
+    master's gating blocks line up with the scenes' (the result carries those blocks' figures)."""
     rate = settings.output.sample_rate
     channels = 2 if settings.output.stereo else 1
     groups = line_groups(lines)
     gap = np.zeros(_seconds(settings.pauses.sentence, rate))
-    audio = [_joined([prepare_line(lines[i], rate, settings) for i in g], gap) for g in groups]
-    lines = [_whole(lines, g) for g in groups]
-    placements, total = plan_scene(lines, [len(a) for a in audio], settings, rate)
-    mix = np.zeros((total, channels))
-    for pl in placements:
-        gains = _pan_gains(pl.pan, channels, pl.dual)
-        mix[pl.start : pl.start + pl.frames] += audio[pl.index][:, None] * gains[None, :]
-    mixed, report = ld.normalise(mix, rate, ld.LoudnessTarget.from_settings(settings.loudness))
+    pieces = list(lines)
+    load = lambda i: _joined([prepare_line(pieces[j], rate, settings) for j in groups[i]], gap)  # noqa: E731
+    lines = [_whole(pieces, g) for g in groups]  # one placed line (and cue) per script line, its pieces joined
     path = _scene_path(out_path, settings.output.format)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), mixed[:, 0] if channels == 1 else mixed, rate, **_sf_args(settings.output.format))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = ld.LoudnessTarget.from_settings(settings.loudness)
+    with Leveller(rate, channels, target, spill_dir=path.parent) as lev:
+        placements, total = _mix_into(lev, lines, load, settings, rate, channels)
+        plan = lev.plan()
+        for _ in range(2):  # the ceiling holds by construction; a verified overshoot is trimmed and written again
+            with atomic_path(path) as tmp:
+                with sf.SoundFile(str(tmp), "w", rate, channels, **_sf_args(settings.output.format)) as f:
+                    lev.write(lambda y: f.write(y[:, 0] if channels == 1 else y), plan)
+                with sf.SoundFile(str(tmp)) as written:
+                    result = lev.finish(_file_reader(written))
+                over = result.report.true_peak_db - target.ceiling_db
+                if over <= 0:
+                    break
+                plan = replace(plan, gain_db=plan.gain_db - over - LIMIT_MARGIN_DB)
     cues = tuple(
         TimedLine(
             lines[pl.index].key, lines[pl.index].character, lines[pl.index].text, pl.start, pl.start + pl.frames,
@@ -244,7 +275,59 @@ def mix_scene(
         )  # fmt: skip
         for pl in placements
     )
-    return SceneMixResult(path, total / rate, rate, cues, total, channels, scene_index, heading, report)
+    return SceneMixResult(path, total / rate, rate, cues, total, channels, scene_index, heading, result.report,
+                          result.blocks)  # fmt: skip
+
+
+def _mix_into(lev: Leveller, lines: Sequence[MixLine], load, settings: Settings, rate: int, channels: int):
+    """Place every line (`load(i)`: line i's prepared audio) and feed the mix to `lev` in order; returns
+    (placements sorted by start, total frames)."""
+    placements: list[Placement] = []
+    end, speaker, kind = 0, None, None
+    pending = np.zeros((0, channels))  # the mix from frame `flushed` on; nothing before it can change any more
+    flushed = 0
+    for block in _blocks(lines):
+        audio = {i: load(i) for i in block}
+        placed, end, speaker = place_block(lines, block, {i: len(a) for i, a in audio.items()}, settings, rate, end,
+                                           speaker, kind)  # fmt: skip
+        kind = lines[block[0]].kind
+        first = min(pl.start for pl in placed)
+        if first < flushed:
+            raise SettingsError(
+                f"pauses in {settings.pauses!r} place a line {flushed - first} frames before the previous line's "
+                "start. Use pauses of 0 seconds or more."
+            )
+        if first > flushed + len(pending):  # silence up to this block: flush what is pending, then the gap
+            lev.feed(pending)
+            lev.feed_silence(first - flushed - len(pending))
+            pending, flushed = np.zeros((0, channels)), first
+        elif first > flushed:  # this block cannot reach before `first`
+            lev.feed(pending[: first - flushed])
+            pending, flushed = pending[first - flushed :], first
+        stop = max(pl.start + pl.frames for pl in placed)
+        if stop > flushed + len(pending):
+            pending = np.concatenate([pending, np.zeros((stop - flushed - len(pending), channels))])
+        for pl in placed:
+            gains = _pan_gains(pl.pan, channels, pl.dual)
+            pending[pl.start - flushed : pl.start - flushed + pl.frames] += audio[pl.index][:, None] * gains[None, :]
+        placements.extend(placed)
+    total = scene_end(placements, end, settings, rate)
+    hop = ld.hop_frames(rate)
+    total = -(-total // hop) * hop  # whole gating hops: the master's blocks line up with the scenes'
+    lev.feed(pending)
+    lev.feed_silence(total - flushed - len(pending))
+    placements.sort(key=lambda pl: (pl.start, pl.index))
+    return placements, total
+
+
+def _file_reader(f: sf.SoundFile):
+    """Read frames [a, b) back from a written file: the samples as stored."""
+
+    def read(a: int, b: int) -> np.ndarray:
+        f.seek(a)
+        return f.read(b - a, dtype="float64", always_2d=True)
+
+    return read
 
 
 # ---------------------------------------------------------------- master
@@ -287,27 +370,33 @@ def _scene_frames(scenes: Sequence[SceneMixResult]) -> tuple[int, int, list[int]
     return rates.pop(), max(s.channels for s in scenes), frames
 
 
+MASTER_TOLERANCE_DB = 0.1  # scenes joined within this of the target are not re-gained: their samples are copied
+
+
 def assemble_master(
     scenes: Sequence[SceneMixResult], out_dir: Path, settings: Settings, *, title: str
 ) -> MasterResult:
-    """Concatenate scene files into the master (streamed block by block, never all in memory), normalised with
-    one gain measured in a first streaming pass, with chapter markers at scene starts. Writes
-    out_dir/<slug(title)>.<fmt> for each of settings.output.master_formats; m4b/mp3 only when ffmpeg is found."""
+    """Concatenate scene files into the master with chapter markers at scene starts. Writes
+    out_dir/<slug(title)>.<fmt> for each of settings.output.master_formats; m4b/mp3 only when ffmpeg is found.
+
+    The master's loudness comes from the scenes' gating-block figures (`SceneMixResult.blocks`): no audio is read to
+    meter it. When the joined scenes are within MASTER_TOLERANCE_DB of the target (they are, each scene having been
+    normalised to it) the WAV master is the scenes' PCM samples copied byte for byte; otherwise one gain is applied
+    while streaming block by block. Scenes without block figures (older results) are metered in a streaming pass."""
     if not scenes:
         raise RenderError("No scenes to assemble: the script has no dialogue to render.")
     rate, channels, frames = _scene_frames(scenes)
     pcm, compressed = _master_formats(settings)
     target = ld.LoudnessTarget.from_settings(settings.loudness)
 
-    meter = ld.StreamingMeter(rate, channels)
-    for s in scenes:
-        for block in _stream(s.path, channels):
-            meter.feed(block)
-    level = meter.level_db(target.mode)
+    figures = _joined_blocks(scenes, channels) or _meter_scenes(scenes, rate, channels)
+    level = figures.level_db(target.mode)
     gain_db = target.level_db - level if math.isfinite(level) else 0.0
-    peak_after = meter.true_peak_db() + gain_db
-    if peak_after > target.ceiling_db - 0.05:  # the scenes were limited; never push a peak over the ceiling
-        gain_db -= peak_after - (target.ceiling_db - 0.05)
+    if abs(gain_db) <= MASTER_TOLERANCE_DB:
+        gain_db = 0.0
+    peak_after = figures.true_peak_db + gain_db
+    if gain_db and peak_after > target.ceiling_db - 0.05:  # scenes were limited; never push a peak over the ceiling
+        gain_db = min(0.0, gain_db - (peak_after - (target.ceiling_db - 0.05)))
     gain = 10.0 ** (gain_db / 20.0)
 
     offsets = np.concatenate([[0], np.cumsum(frames)]).astype(int)
@@ -323,7 +412,11 @@ def assemble_master(
     paths: dict[str, Path] = {}
     notes: list[str] = []
     first = out_dir / f"{name}.{pcm[0]}"
-    _write_pcm_master(first, [s.path for s in scenes], channels, rate, gain, pcm[0], chapters, total, title, notes)
+    if gain == 1.0 and pcm[0] == "wav" and _copyable(scenes, channels):
+        _copy_wav_master(first, [s.path for s in scenes], channels, rate, chapters, title)
+    else:
+        _write_pcm_master(first, [s.path for s in scenes], channels, rate, gain, pcm[0], chapters, total, title,
+                          notes)  # fmt: skip
     paths[pcm[0]] = first
     for fmt in pcm[1:]:  # transcode the first master, still streaming
         path = out_dir / f"{name}.{fmt}"
@@ -337,11 +430,88 @@ def assemble_master(
         deliver.export_compressed(first, path, chapters, title=title, channels=channels)
         paths[fmt] = path
 
-    lufs = meter.integrated_lufs()
+    lufs = figures.integrated_lufs()
     return MasterResult(
         first, paths, title, total / rate, total, rate, channels, chapters, cues,
-        None if lufs is None else lufs + gain_db, meter.true_peak_db() + gain_db, gain_db, tuple(notes),
+        None if lufs is None else lufs + gain_db, figures.true_peak_db + gain_db, gain_db, tuple(notes),
     )  # fmt: skip
+
+
+def _joined_blocks(scenes: Sequence[SceneMixResult], channels: int) -> ld.BlockLoudness | None:
+    """The scenes' block figures joined in master order; None when any scene lacks them or they do not line up."""
+    parts = [s.blocks for s in scenes]
+    if any(p is None or p.channels != channels or p.frames != s.n_frames for p, s in zip(parts, scenes)):
+        return None
+    try:
+        return ld.BlockLoudness.concat(parts)
+    except ValueError:
+        return None
+
+
+def _meter_scenes(scenes: Sequence[SceneMixResult], rate: int, channels: int) -> ld.BlockLoudness:
+    meter = ld.StreamingMeter(rate, channels)
+    for s in scenes:
+        for block in _stream(s.path, channels):
+            meter.feed(block)
+    return meter.blocks()
+
+
+def _copyable(scenes: Sequence[SceneMixResult], channels: int) -> bool:
+    """Every scene is a 24-bit PCM WAV with the master's channel count: its data chunk can be copied as is."""
+    for s in scenes:
+        info = sf.info(str(s.path))
+        if (info.format, info.subtype, info.channels) != ("WAV", "PCM_24", channels):
+            return False
+    return True
+
+
+def _wav_data(path: Path) -> tuple[int, int]:
+    """(offset, size) of the `data` chunk of a RIFF/WAVE file."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise RenderError(f"{path} is not a RIFF/WAVE file. Mix the scene again.")
+        pos = 12
+        while True:
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise RenderError(f"{path} has no audio data chunk. Mix the scene again.")
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                return pos + 8, size
+            pos += 8 + size + (size % 2)
+
+
+def _copy_wav_master(path: Path, sources: Sequence[Path], channels: int, rate: int, chapters, title) -> None:
+    """A 24-bit PCM WAV master whose data chunk is the scenes' data chunks copied byte for byte, plus chapters."""
+    import struct
+
+    spans = [_wav_data(Path(p)) for p in sources]
+    data_size = sum(size for _, size in spans)
+    if data_size + 44 > 0xFFFFFFFF:
+        raise RenderError(f"The master {path} would be larger than 4 GiB, which WAV cannot hold. Use FLAC "
+                          "(output.master_formats = [\"flac\"]).")  # fmt: skip
+    block_align = 3 * channels
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block_align, block_align, 24)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as out:
+            out.write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + data_size) + b"WAVE")
+            out.write(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
+            out.write(b"data" + struct.pack("<I", data_size))
+            for source, (offset, size) in zip(sources, spans):
+                with open(source, "rb") as f:
+                    f.seek(offset)
+                    left = size
+                    while left:
+                        buf = f.read(min(left, 1 << 22))
+                        if not buf:
+                            raise RenderError(f"Scene file {source} is shorter than its header says. Mix it again.")
+                        out.write(buf)
+                        left -= len(buf)
+        deliver.add_wav_chapters(tmp, chapters, title=title)
 
 
 def _write_pcm_master(path, sources, channels, rate, gain, fmt, chapters, total, title, notes) -> None:

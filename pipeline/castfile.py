@@ -12,6 +12,8 @@ audition = 1                 # pin the pick: index of the audition to lock (file
 # preset = "vivian"                     # or a CustomVoice preset speaker …
 # instruct = "Speak slowly."            # … with an optional instruct
 # extra = false                         # true: voice from the extras pool; false: never
+# variants = false                      # no delivery variants for this character (pipeline.variants)
+variants.shouting = { audition = 2 }    # pin the variant take to keep (and make it even below delivery.min_lines)
 
 [extras]
 max_lines = 1                # characters with at most this many lines share the pool (default: settings)
@@ -42,7 +44,8 @@ from .spoken import NARRATOR
 
 GENDERS = ("male", "female", "nonbinary", "unknown")
 PROFILE_KEYS = ("gender", "age_range", "traits", "summary")
-ENTRY_KEYS = (*PROFILE_KEYS, "description", "seed", "audition", "lock", "preset", "instruct", "extra")
+ENTRY_KEYS = (*PROFILE_KEYS, "description", "seed", "audition", "lock", "preset", "instruct", "extra", "variants")
+VARIANT_KEYS = ("audition",)
 EXTRAS_KEYS = ("max_lines", "pool")
 TOP_KEYS = ("characters", "extras", "narrator", "lexicon")
 NARRATOR_KEYS = tuple(k for k in ENTRY_KEYS if k != "extra")
@@ -65,6 +68,9 @@ class CastEntry:
     preset: str | None = None
     instruct: str | None = None
     extra: bool | None = None
+    variants: bool | None = None  # False: no delivery variants; None: as [delivery] settings say
+    variant_pins: tuple[tuple[str, int | None], ...] = ()  # (delivery class, audition to keep or None), from
+    # `variants.<class> = { audition = i }`
     source: Path | None = None  # the cast file, for error messages
     narrator: bool = False  # from the [narrator] table
 
@@ -199,11 +205,44 @@ def _entry(path: Path, name: str, raw: Any, narrator: bool = False) -> CastEntry
         if lock.suffix.lower() not in LOCK_SUFFIXES:
             raise bad("lock", "a .safetensors lock or a .vox file")
         values["lock"] = lock
+    if "variants" in raw:
+        values.update(_variants(where, raw["variants"]))
     if "lock" in values and "preset" in values:
         raise CastFileError(f"{where} preset: a character takes either lock or preset, not both. Remove one.")
     if "instruct" in values and "preset" not in values:
         raise CastFileError(f"{where} instruct: instruct applies to a preset speaker only. Add preset = \"…\".")
     return CastEntry(name=name, source=path, narrator=narrator, **values)
+
+
+def _variants(where: str, raw: Any) -> dict[str, Any]:
+    """`variants = false | true` or a table `{ <delivery class> = { audition = i } }` (an empty table just asks
+    for that class's variant)."""
+    from .direction import DELIVERY_CLASSES
+
+    if isinstance(raw, bool):
+        return {"variants": raw}
+    if not isinstance(raw, dict):
+        raise CastFileError(f"{where} variants: expected false, true or a table such as "
+                            f"variants.shouting = {{ audition = 2 }}, got {raw!r}.")
+    pins: list[tuple[str, int | None]] = []
+    for delivery, pin in raw.items():
+        if delivery not in DELIVERY_CLASSES:
+            raise CastFileError(
+                f"{where} variants.{delivery}: {delivery!r} is not a delivery class; use one of the classes "
+                f"parentheticals are read as.{did_you_mean(str(delivery), DELIVERY_CLASSES)}")
+        if not isinstance(pin, dict):
+            raise CastFileError(f"{where} variants.{delivery}: expected a table such as {{ audition = 2 }} (or {{}}), "
+                                f"got {pin!r}.")
+        for key in pin:
+            if key not in VARIANT_KEYS:
+                raise CastFileError(
+                    f"{where} variants.{delivery}.{key}: unknown key.{did_you_mean(str(key), VARIANT_KEYS)}")
+        audition = pin.get("audition")
+        if audition is not None and not (_is_int(audition) and audition >= 0):
+            raise CastFileError(f"{where} variants.{delivery}.audition: expected the index of a variant audition "
+                                f"(0, 1, 2 …), got {audition!r}.")
+        pins.append((delivery, audition))
+    return {"variants": True, "variant_pins": tuple(pins)}
 
 
 def _extras(path: Path, raw: Any) -> ExtrasConfig:

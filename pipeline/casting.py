@@ -9,12 +9,17 @@ Prefect-task wrappers (flows/cast.py). The order:
 3. the main cast is cast in order of line count (leads first, so minor voices are chosen to differ from them):
    a cast-file `lock` is used as is, a `preset` becomes a CustomVoice lock, otherwise N auditions are designed,
    one is picked for distinctness (or pinned by the cast file) and locked;
-4. the extras pool voices are designed and picked the same way (distinct from the main cast), and each extra is
+4. after its neutral lock, a designed main-cast character gets its delivery variants (pipeline.variants: each
+   delivery class of its parentheticals used in at least `[delivery] min_lines` lines — `deliveries`, counted by
+   `script_delivery_counts` — designed, gated on speaker similarity to the neutral voice and locked: the `variant`
+   step);
+5. the extras pool voices are designed and picked the same way (distinct from the main cast), and each extra is
    assigned one of them, round-robin in script order, matching gender where the pool allows;
-5. the narrator (when `narration.mode` is not "none") is one more entry, cast last like a main character — its
+6. the narrator (when `narration.mode` is not "none") is one more entry, cast last like a main character — its
    description is `narration.description` unless the cast file's [narrator] table says otherwise — so it is picked
-   to differ from everyone, and switching narration on or off never changes another voice. A script character
-   named NARRATOR *is* the narrator: it is cast in its place among the characters, with the narrator's entry.
+   to differ from everyone, and switching narration on or off never changes another voice. It has no parentheticals,
+   so no delivery variants. A script character named NARRATOR *is* the narrator: it is cast in its place among the
+   characters, with the narrator's entry (and gets variants like any character).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from .evidence import Evidence
 from .keys import content_key, seed_from_key
 from .lock import load_lock, lock_path, lock_problem, prepare_reference, save_lock
 from .spoken import NARRATOR
+from .variants import VariantResult, cast_variant, check_variant_pins, skipped_variants, wanted_variants
 
 CASTING_VERSION = "1"
 
@@ -54,6 +60,7 @@ class CastResult:
     lock_digest: str
     source: str = "designed"
     extra_voice: str | None = None  # the pool voice an extra shares
+    variants: tuple[VariantResult, ...] = ()  # delivery variants (pipeline.variants)
 
     @property
     def chosen_audition(self) -> Audition | None:
@@ -64,7 +71,7 @@ class CastResult:
             "name": self.name, "profile": self.profile.to_json(), "description": self.description,
             "auditions": [a.to_json() for a in self.auditions], "chosen": self.chosen, "reason": self.reason,
             "lock_path": self.lock_path, "lock_digest": self.lock_digest, "source": self.source,
-            "extra_voice": self.extra_voice,
+            "extra_voice": self.extra_voice, "variants": [v.to_json() for v in self.variants],
         }
 
     @classmethod
@@ -72,6 +79,7 @@ class CastResult:
         d = dict(data)
         d["profile"] = CharacterProfile.from_json(d["profile"])
         d["auditions"] = tuple(Audition.from_json(a) for a in d.get("auditions", ()))
+        d["variants"] = tuple(VariantResult.from_json(v) for v in d.get("variants", ()))
         return cls(**d)
 
 
@@ -267,8 +275,25 @@ def extra_result(pool: CastResult, name: str, profile: CharacterProfile, evidenc
     n = evidence.line_count
     why = ("extra = true in the cast file" if castfile.entry(name).extra else
            f"{n} line{'s' if n != 1 else ''} (extras have at most {castfile.extras_max_lines(settings)})")
-    return replace(pool, name=name, profile=profile, source="extra", extra_voice=pool.name,
+    return replace(pool, name=name, profile=profile, source="extra", extra_voice=pool.name, variants=(),
                    reason=f"extra, {why}: shares {pool.name} (its pick: {pool.reason})")
+
+
+# --------------------------------------------------------------------------------------------- delivery variants
+
+
+def script_delivery_counts(screenplay, settings) -> dict[str, dict[str, int]]:
+    """{character: {delivery class: lines}} of the whole script (pipeline.direction.delivery_counts): the
+    `deliveries` of `cast_characters`."""
+    from .direction import delivery_counts
+
+    return delivery_counts([d for _, d in screenplay.dialogues()], beat=settings.pauses.beat)
+
+
+def variants_skip_reason(source: str) -> str:
+    return {"preset": "a CustomVoice preset hears the line's instruct itself",
+            "lock": "the voice is a lock pinned by the cast file (a variant is designed from a designed voice)"}.get(
+        source, f"{source} voices have no variants")
 
 
 # --------------------------------------------------------------------------------------------- the casting loop
@@ -292,6 +317,9 @@ class CastingSteps:
     lock: Callable[[str, Audition], tuple[str, str]]  # (name, chosen audition) -> (lock path, digest)
     pinned: Callable[[str, CharacterProfile, CastEntry], tuple[CastResult, np.ndarray | None]]  # lock/.vox/preset
     release: Callable[[], None]  # free the design model
+    # (name, delivery, lines, pinned take, description, neutral embedding, neutral lock digest) -> variant;
+    # None: this loop makes no delivery variants
+    variant: Callable[[str, str, int, int | None, str, np.ndarray | None, str], VariantResult] | None = None
 
 
 def direct_steps(engine, settings, out_dir: str | Path, lock_root: str | Path, *, analyzer: Analyzer | None = None,
@@ -310,9 +338,13 @@ def direct_steps(engine, settings, out_dir: str | Path, lock_root: str | Path, *
         path, digest = lock_character(engine, chosen, settings, lock_root, name=name)
         return str(path), digest
 
+    def variant(name, delivery, lines, pinned, description, neutral, neutral_digest) -> VariantResult:
+        return cast_variant(engine, name, delivery, lines, pinned, description, neutral, neutral_digest, settings,
+                            out_dir, lock_root)
+
     return CastingSteps(
         analyze=lambda name, evidence, overrides: analyze_character(evidence, analyzer, overrides),
-        design=design, pick=pick_one, lock=lock,
+        design=design, pick=pick_one, lock=lock, variant=variant,
         pinned=lambda name, profile, entry: pinned_character(engine, profile, settings, entry, lock_root),
         release=engine.release_design if release else lambda: None,
     )
@@ -365,9 +397,13 @@ def cast_entry(castfile: CastFile | None, name: str, settings) -> CastEntry:
 
 
 def cast_characters(evidences: Mapping[str, Evidence], settings, castfile: CastFile | None,
-                    steps: CastingSteps) -> dict[str, CastResult]:
-    """Cast every character of `evidences` (see the module docstring for the order); results in script order."""
+                    steps: CastingSteps, deliveries: Mapping[str, Mapping[str, int]] | None = None
+                    ) -> dict[str, CastResult]:
+    """Cast every character of `evidences` (see the module docstring for the order); results in script order.
+    `deliveries`: {character: {delivery class: lines}} (`script_delivery_counts`); None or {}: no variants."""
     castfile = castfile or EMPTY_CAST
+    for pinned_entry in castfile.characters.values():
+        check_variant_pins(pinned_entry, settings.delivery.auditions)  # a bad pin fails before any engine call
     profiles = {name: steps.analyze(name, ev, castfile.entry(name).overrides()) for name, ev in evidences.items()}
     extras = assign_extras(evidences, castfile, settings, profiles)
     results: dict[str, CastResult] = {}
@@ -389,11 +425,21 @@ def cast_characters(evidences: Mapping[str, Evidence], settings, castfile: CastF
                             chosen=chosen.index, reason=chosen.reason, lock_path=path, lock_digest=digest)
         return keep(name, result, chosen.embedding)
 
+    def with_variants(name: str, result: CastResult, entry: CastEntry) -> CastResult:
+        wanted = wanted_variants((deliveries or {}).get(name, {}), settings, entry)
+        if not wanted or steps.variant is None:
+            return result
+        if result.source != "designed":
+            return replace(result, variants=skipped_variants(wanted, variants_skip_reason(result.source)))
+        return replace(result, variants=tuple(
+            steps.variant(name, delivery, n, pinned, result.description, embeddings.get(name), result.lock_digest)
+            for delivery, n, pinned in wanted))
+
     def main_cast(name: str, profile: CharacterProfile) -> CastResult:
         entry = cast_entry(castfile, name, settings)
         if entry.lock is not None or entry.preset is not None:
-            return keep(name, *steps.pinned(name, profile, entry))
-        return designed(name, profile, entry)
+            return with_variants(name, keep(name, *steps.pinned(name, profile, entry)), entry)
+        return with_variants(name, designed(name, profile, entry), entry)
 
     for name in casting_order(evidences, extras):
         results[name] = main_cast(name, profiles[name])
@@ -422,4 +468,5 @@ def cast_script(screenplay, engine, settings, castfile: CastFile | None = None, 
 
         lock_root = home_dir() / "locks"
     steps = direct_steps(engine, settings, out_dir, lock_root, analyzer=analyzer, release=release)
-    return cast_characters(evidences, settings, castfile, steps)
+    deliveries = script_delivery_counts(screenplay, settings) if screenplay is not None else None
+    return cast_characters(evidences, settings, castfile, steps, deliveries)

@@ -97,6 +97,24 @@ class CastingSettings(_Frozen):
     extras_pool: int = Field(3, ge=0, le=32)
 
 
+class DeliverySettings(_Frozen):
+    """How parentheticals change a locked (cloned) voice: `variants` (a per-delivery variant voice, designed and
+    locked at cast time), `instruct` (the instruct prefixed to the Base in-context prompt), `both`, or `off`."""
+
+    mode: Literal["variants", "instruct", "both", "off"] = "variants"
+    min_lines: int = Field(2, ge=1, le=1000)  # a character's delivery class needs this many lines to get a variant voice
+    min_similarity: float = Field(0.7, ge=-1.0, le=1.0)  # cosine of a variant's x-vector to the neutral lock's
+    auditions: int = Field(3, ge=1, le=16)  # VoiceDesign auditions per variant
+
+    @property
+    def variants(self) -> bool:
+        return self.mode in ("variants", "both")
+
+    @property
+    def instruct(self) -> bool:
+        return self.mode in ("instruct", "both")
+
+
 class PauseSettings(_Frozen):
     same_speaker: float = Field(0.25, ge=0.0, le=30.0)  # seconds between two lines of one speaker
     speaker_change: float = Field(0.5, ge=0.0, le=30.0)  # seconds on a change of speaker
@@ -205,6 +223,7 @@ class Settings(_Frozen):
     models: ModelSettings = ModelSettings()
     render: RenderSettings = RenderSettings()
     casting: CastingSettings = CastingSettings()
+    delivery: DeliverySettings = DeliverySettings()
     pauses: PauseSettings = PauseSettings()
     narration: NarrationSettings = NarrationSettings()
     offscreen: OffscreenSettings = OffscreenSettings()

@@ -92,9 +92,10 @@ def _wrap(text: str) -> str:
 
 
 def _ordered(source: Timeline, narration: bool = True) -> list[TimedLine]:
-    """Cues in playing order; without the narrator's when `narration` is false."""
+    """Cues by start time, without the narrator's when `narration` is false; cues starting together (the two
+    speeches of a dual dialogue) keep script order (the timeline lists them so; the sort is stable)."""
     cues = [c for c in timeline_cues(source) if narration or not c.is_narration]
-    return sorted(cues, key=lambda c: (c.start_sample, c.end_sample))
+    return sorted(cues, key=lambda c: c.start_sample)
 
 
 def write_srt(path: str | Path, source: Timeline, *, narration: bool = True) -> Path:

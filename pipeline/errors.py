@@ -8,6 +8,10 @@ class ReadthroughError(Exception):
 
     exit_code = 2
 
+    def __init__(self, *args, detail: str | None = None):
+        super().__init__(*args)
+        self.detail = detail  # the underlying error, for -v (never part of the message)
+
 
 class ScriptError(ReadthroughError):
     """A screenplay file cannot be read or is not Fountain."""

@@ -46,7 +46,7 @@ from .screenplay import (
 )
 
 __all__ = ["parse_fountain", "read_script", "speech_text", "emit_fountain", "canonical_name", "parse_cue", "CharacterCue",
-           "MAX_LINE_CHARS"]
+           "MAX_LINE_CHARS", "plain_title", "FOUNTAIN_HINT", "check_screenplay"]
 
 MAX_LINE_CHARS = 20_000  # a "line" longer than this is not a screenplay (minified blob, binary dump)
 
@@ -130,6 +130,37 @@ def read_script(path) -> Screenplay:
             f"(more than {MAX_LINE_CHARS}). Give a plain-text .fountain file with one element per line."
         )
     return parse_fountain(text, source=str(path))
+
+
+FOUNTAIN_HINT = (
+    "A Fountain script has scene headings such as `INT. KITCHEN - NIGHT` on their own line after a blank line, "
+    "and dialogue as a character cue in CAPITALS on its own line (`MARGARET`) with the speech on the next line; "
+    "optionally a title page of `Title: ...` lines at the top (see https://fountain.io/syntax)."
+)
+
+
+def check_screenplay(screenplay: Screenplay, path) -> None:
+    """For commands that voice a script (cast, render, regress): an empty file, or one with no scene heading, no
+    dialogue and no title page (prose, notes, a .txt) is a ScriptError naming the file and showing what Fountain
+    looks like. `read_script` itself accepts any text: every text is valid Fountain (action), and parser fixtures
+    are such fragments."""
+    if not screenplay.scenes or not any(s.elements or s.heading for s in screenplay.scenes):
+        if not screenplay.title_page.entries:
+            raise ScriptError(f"{path} is empty: there is no screenplay in it. {FOUNTAIN_HINT}")
+    if screenplay.title_page.entries or screenplay.headed_scenes:
+        return
+    if any(True for _ in screenplay.dialogues()):
+        return
+    raise ScriptError(f"{path} does not look like a Fountain screenplay: it has no scene heading, no dialogue and "
+                      f"no title page. {FOUNTAIN_HINT}")
+
+
+def plain_title(text: str | None) -> str | None:
+    """A title page value as plain text: emphasis markers (`*`, `**`, `_`) and notes dropped, escapes resolved,
+    line breaks folded (`**THE _LAST_ NIGHT**` → `THE LAST NIGHT`). For reports, file tags and chapter lists."""
+    if text is None:
+        return None
+    return speech_text(text) or None
 
 
 # --------------------------------------------------------------------------------------------------- cues

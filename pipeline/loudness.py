@@ -18,7 +18,6 @@ _TP_PAD = 16  # input samples of context either side; resample_poly(4, 1) reache
 _ABS_GATE = -70.0
 _BLOCK_S = 0.4
 _HOP_S = 0.1
-_LIMIT_MARGIN_DB = 0.05  # the limiter aims this far under the ceiling so re-measurement never lands above it
 
 
 def _db(linear: float) -> float:
@@ -38,15 +37,16 @@ def _2d(x: np.ndarray) -> np.ndarray:
 
 
 def measure_lufs(x: np.ndarray, rate: int) -> float | None:
-    """Integrated loudness (LUFS) with pyloudnorm; None when it cannot be measured (shorter than one
-    400 ms gating block, or silent), so callers fall back to RMS."""
-    import pyloudnorm
-
+    """Integrated loudness (LUFS, BS.1770: pyloudnorm's K-weighting and gating, computed here in one filter call);
+    None when it cannot be measured (shorter than one 400 ms gating block, or silent), so callers fall back to RMS."""
     x = _2d(x)
     if len(x) < int(_BLOCK_S * rate) + 1 or not np.any(x):
         return None
-    value = pyloudnorm.Meter(rate).integrated_loudness(x if x.shape[1] > 1 else x[:, 0])
-    return float(value) if math.isfinite(value) else None
+    energy = KWeighting(rate, x.shape[1]).energy(x)
+    hop = hop_frames(rate)
+    n = -(-len(energy) // hop) * hop
+    hops = np.concatenate([energy, np.zeros(n - len(energy))]).reshape(-1, hop).sum(axis=1)
+    return gated_lufs(hops, len(x), rate)
 
 
 def rms_db(x: np.ndarray) -> float:
@@ -66,10 +66,33 @@ def _oversampled_abs(x: np.ndarray) -> np.ndarray:
     from scipy.signal import resample_poly
 
     x = _2d(x)
-    out = np.abs(resample_poly(x[:, 0], OVERSAMPLE, 1))
+    fir = _oversampling_fir()
+    out = np.abs(resample_poly(x[:, 0], OVERSAMPLE, 1, window=fir))
     for ch in range(1, x.shape[1]):
-        np.maximum(out, np.abs(resample_poly(x[:, ch], OVERSAMPLE, 1)), out=out)
+        np.maximum(out, np.abs(resample_poly(x[:, ch], OVERSAMPLE, 1, window=fir)), out=out)
     return out
+
+
+_FIR: list[np.ndarray] = []
+
+
+def _oversampling_fir() -> np.ndarray:
+    """The filter resample_poly(x, 4, 1) designs on every call (Kaiser-windowed sinc, 81 taps), designed once."""
+    if not _FIR:
+        from scipy.signal import firwin
+
+        _FIR.append(firwin(2 * 10 * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)))
+    return _FIR[0]
+
+
+def envelope(x: np.ndarray) -> np.ndarray:
+    """Per frame: the largest of |x| and the 4x oversampled values between it and the next frame, over channels."""
+    x = _2d(x)
+    over = _oversampled_abs(x)
+    env = _per_sample_max(x)
+    for phase in range(OVERSAMPLE):
+        np.maximum(env, over[phase::OVERSAMPLE], out=env)
+    return env
 
 
 def _per_sample_max(x: np.ndarray) -> np.ndarray:
@@ -164,10 +187,7 @@ def limit_true_peak(x: np.ndarray, rate: int, ceiling_db: float, window_s: float
     if not x.size:
         return x
     ceiling = _gain(ceiling_db)
-    over = _oversampled_abs(x)
-    env = _per_sample_max(x)
-    for phase in range(OVERSAMPLE):  # the oversampled peak between each sample and the next
-        np.maximum(env, over[phase::OVERSAMPLE], out=env)
+    env = envelope(x)
     need = np.minimum(1.0, ceiling / np.maximum(env, 1e-12))
     if need.min() >= 1.0:
         return x
@@ -176,44 +196,14 @@ def limit_true_peak(x: np.ndarray, rate: int, ceiling_db: float, window_s: float
     return x * np.minimum(gain, need)[:, None]
 
 
-def enforce_ceiling(x: np.ndarray, rate: int, ceiling_db: float) -> tuple[np.ndarray, bool]:
-    """Limit until the true peak is under the ceiling (a few passes at most); last resort a static cut."""
-    x = _2d(x)
-    limited = False
-    aim = ceiling_db - _LIMIT_MARGIN_DB
-    for _ in range(4):
-        if true_peak_db(x) <= ceiling_db:
-            return x, limited
-        x, limited = limit_true_peak(x, rate, aim), True
-    over = true_peak_db(x) - aim
-    return (x * _gain(-over) if over > 0 else x), True
+def normalise(x: np.ndarray, rate: int, target: LoudnessTarget) -> tuple[np.ndarray, LoudnessReport]:
+    """Gain to the target level and look-ahead true-peak limiting in one pass (pipeline.leveller), the gain raised
+    to make up for what limiting takes away. Returns (float64 samples shaped like the input, report of the result).
+    Silent input is returned unchanged."""
+    from .leveller import normalise_array
 
-
-def normalise(x: np.ndarray, rate: int, target: LoudnessTarget, *, tolerance_db: float = 0.05) -> tuple[
-    np.ndarray, LoudnessReport
-]:
-    """Gain to the target level, then limit the true peak; repeat while limiting pulled the level down.
-
-    Returns (float64 samples shaped like the input, report of the result). Silent input is returned unchanged.
-    """
-    squeeze = np.asarray(x).ndim == 1
-    y = _2d(x).copy()
-    total_gain, limited = 0.0, False
-    for _ in range(5):
-        level = level_db(y, rate, target.mode)
-        if not math.isfinite(level):
-            break
-        step = target.level_db - level
-        if abs(step) <= tolerance_db and true_peak_db(y) <= target.ceiling_db:
-            break
-        y *= _gain(step)
-        total_gain += step
-        y, hit = enforce_ceiling(y, rate, target.ceiling_db)
-        limited = limited or hit
-        if not hit:
-            break
-    out = y[:, 0] if squeeze else y
-    return out, report(out, rate, total_gain, limited)
+    y, result = normalise_array(x, rate, target)
+    return y, result.report
 
 
 # ---------------------------------------------------------------- ACX check
@@ -278,6 +268,166 @@ class TruePeakTracker:
         return _db(self._peak)
 
 
+class KWeighting:
+    """BS.1770 K-weighting (pyloudnorm's coefficients) of a signal fed in blocks; filter state carries across
+    blocks. `energy(block)` is the K-weighted power per frame, summed over channels (L/R/C weights are 1.0)."""
+
+    def __init__(self, rate: int, channels: int):
+        self._sos = _k_sos(rate)
+        self._zi = np.zeros((len(self._sos), 2, channels))
+
+    def energy(self, block: np.ndarray) -> np.ndarray:
+        from scipy.signal import sosfilt
+
+        y, self._zi = sosfilt(self._sos, _2d(block), axis=0, zi=self._zi)
+        return np.square(y[:, 0]) if y.shape[1] == 1 else np.sum(np.square(y), axis=1)
+
+
+_K_CACHE: dict[int, np.ndarray] = {}
+
+
+def _k_sos(rate: int) -> np.ndarray:
+    """pyloudnorm's two K-weighting biquads (high shelf, high pass; passband gains 1.0) as second-order sections."""
+    if rate not in _K_CACHE:
+        from pyloudnorm.iirfilter import IIRfilter
+
+        sections = []
+        for f in (IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"),
+                  IIRfilter(0.0, 0.5, 38.0, rate, "high_pass")):  # fmt: skip
+            b, a = np.asarray(f.b, float) * f.passband_gain, np.asarray(f.a, float)
+            sections.append(np.concatenate([b / a[0], a / a[0]]))
+        _K_CACHE[rate] = np.array(sections)
+    return _K_CACHE[rate]
+
+
+def hop_frames(rate: int) -> int:
+    """Frames per 100 ms gating hop; a BS.1770 gating block is 4 consecutive hops (400 ms, 75 % overlap)."""
+    return max(1, round(rate * _HOP_S))
+
+
+def gated_lufs(hops: np.ndarray, frames: int, rate: int) -> float | None:
+    """BS.1770 integrated loudness from K-weighted energy sums per 100 ms hop, gated as pyloudnorm gates (absolute
+    -70 LUFS, then relative -10 LU); None when shorter than one block or silent."""
+    hop = hop_frames(rate)
+    if frames < 4 * hop + 1:
+        return None
+    n_blocks = int(round((frames / rate - _BLOCK_S) / _HOP_S)) + 1
+    padded = np.concatenate([np.asarray(hops, dtype=np.float64), np.zeros(4)])
+    csum = np.concatenate([[0.0], np.cumsum(padded)])
+    z = (csum[4 : n_blocks + 4] - csum[:n_blocks]) / (4 * hop)
+    z = np.maximum(z, 0.0)  # cumsum round-off must not make silence negative
+    with np.errstate(divide="ignore"):
+        lk = -0.691 + 10.0 * np.log10(z)
+    gated = z[lk >= _ABS_GATE]
+    if not gated.size:
+        return None
+    rel = -0.691 + 10.0 * math.log10(gated.mean()) - 10.0
+    final = z[(lk > rel) & (lk > _ABS_GATE)]
+    return -0.691 + 10.0 * math.log10(final.mean()) if final.size and final.mean() > 0 else None
+
+
+@dataclass(frozen=True)
+class BlockLoudness:
+    """What the master needs of a scene to meter a concatenation of scenes without reading their audio: the
+    K-weighted energy of every 100 ms hop (a gating block is 4 consecutive hops), frames, sum of squares and peaks.
+
+    Scenes are mixed to a whole number of hops, so the master's gating grid is the concatenation of the scenes'
+    grids: a block across a scene boundary is the sum of hops from both scenes, exactly what metering the master
+    file finds (the K-weighting state at a boundary is the decay of the scene tail's silence: nothing).
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int
+    hops: tuple[float, ...]
+    sumsq: float
+    sample_peak_db: float
+    true_peak_db: float
+
+    def __post_init__(self):  # 9 significant digits, as stored: a record read back equals the one written
+        object.__setattr__(self, "hops", tuple(float(f"{h:.9g}") for h in self.hops))
+
+    @property
+    def hop(self) -> int:
+        return hop_frames(self.sample_rate)
+
+    def integrated_lufs(self) -> float | None:
+        return gated_lufs(np.asarray(self.hops), self.frames, self.sample_rate)
+
+    def rms_db(self) -> float:
+        return _db(math.sqrt(self.sumsq / (self.frames * self.channels))) if self.frames and self.sumsq > 0 else (
+            -math.inf)  # fmt: skip
+
+    def level_db(self, mode: Literal["lufs", "rms"]) -> float:
+        lufs = self.integrated_lufs() if mode == "lufs" else None
+        return lufs if lufs is not None else self.rms_db()
+
+    @classmethod
+    def concat(cls, parts: "list[BlockLoudness]") -> "BlockLoudness":
+        """The figures of `parts` played one after another. Raises ValueError when they cannot be joined exactly
+        (different rates or channel counts, or a part before the last that is not a whole number of hops)."""
+        if not parts:
+            raise ValueError("nothing to join")
+        first = parts[0]
+        for p in parts:
+            if (p.sample_rate, p.channels) != (first.sample_rate, first.channels):
+                raise ValueError("parts have different sample rates or channel counts")
+        for p in parts[:-1]:
+            if p.frames % p.hop or len(p.hops) != p.frames // p.hop:
+                raise ValueError("a part is not a whole number of 100 ms hops")
+        return cls(first.sample_rate, first.channels, sum(p.frames for p in parts),
+                   tuple(h for p in parts for h in p.hops), sum(p.sumsq for p in parts),
+                   max(p.sample_peak_db for p in parts), max(p.true_peak_db for p in parts))  # fmt: skip
+
+    def to_dict(self) -> dict:
+        fin = lambda v: v if math.isfinite(v) else None  # noqa: E731  strict JSON: silence is null
+        return {"sample_rate": self.sample_rate, "channels": self.channels, "frames": self.frames,
+                "hops": list(self.hops), "sumsq": self.sumsq,
+                "sample_peak_db": fin(self.sample_peak_db), "true_peak_db": fin(self.true_peak_db)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BlockLoudness":
+        neg = lambda v: -math.inf if v is None else float(v)  # noqa: E731
+        return cls(int(d["sample_rate"]), int(d["channels"]), int(d["frames"]), tuple(float(h) for h in d["hops"]),
+                   float(d["sumsq"]), neg(d["sample_peak_db"]), neg(d["true_peak_db"]))  # fmt: skip
+
+
+class HopMeter:
+    """K-weighted energy per 100 ms hop, sum of squares and sample peak of a signal fed in blocks (no true peak)."""
+
+    def __init__(self, rate: int, channels: int):
+        self.rate, self.channels = rate, channels
+        self._k = KWeighting(rate, channels)
+        self._hop = hop_frames(rate)
+        self._hops: list[np.ndarray] = []
+        self._carry = np.zeros(0)
+        self.sumsq, self.frames, self.peak = 0.0, 0, 0.0
+
+    def feed(self, block: np.ndarray) -> None:
+        block = _2d(block)
+        if not block.size:
+            return
+        self.sumsq += float(np.einsum("ij,ij->", block, block))
+        self.frames += len(block)
+        self.peak = max(self.peak, float(np.max(np.abs(block))))
+        e = np.concatenate([self._carry, self._k.energy(block)])
+        full = len(e) // self._hop * self._hop
+        if full:
+            self._hops.append(e[:full].reshape(-1, self._hop).sum(axis=1))
+        self._carry = e[full:]
+
+    def hops(self) -> np.ndarray:
+        """Energy sums per hop; a last partial hop is summed as far as it goes."""
+        tail = [np.array([self._carry.sum()])] if self._carry.size else []
+        return np.concatenate(self._hops + tail) if self._hops or tail else np.zeros(0)
+
+    def integrated_lufs(self) -> float | None:
+        return gated_lufs(self.hops(), self.frames, self.rate)
+
+    def rms_db(self) -> float:
+        return _db(math.sqrt(self.sumsq / (self.frames * self.channels))) if self.frames else -math.inf
+
+
 class StreamingMeter:
     """BS.1770 integrated loudness, RMS, sample and true peak of a signal fed in blocks.
 
@@ -286,71 +436,30 @@ class StreamingMeter:
     """
 
     def __init__(self, rate: int, channels: int):
-        from pyloudnorm.iirfilter import IIRfilter
-
         self.rate, self.channels = rate, channels
-        self._filters = [
-            IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"),
-            IIRfilter(0.0, 0.5, 38.0, rate, "high_pass"),
-        ]
-        self._zi = [np.zeros((2, channels)) for _ in self._filters]
-        self._hop = max(1, round(rate * _HOP_S))
-        self._hops: list[float] = []
-        self._acc, self._acc_n = 0.0, 0
-        self._sumsq, self._n, self._peak = 0.0, 0, 0.0
+        self._hops = HopMeter(rate, channels)
         self._tp = TruePeakTracker()
 
     def feed(self, block: np.ndarray) -> None:
-        from scipy.signal import lfilter
-
         block = _2d(block)
         if not block.size:
             return
-        self._sumsq += float(np.sum(np.square(block)))
-        self._n += len(block)
-        self._peak = max(self._peak, float(np.max(np.abs(block))))
+        self._hops.feed(block)
         self._tp.feed(block)
-        y = block
-        for i, f in enumerate(self._filters):
-            y, self._zi[i] = lfilter(f.b, f.a, y, axis=0, zi=self._zi[i])
-            y = y * f.passband_gain
-        energy = np.sum(np.square(y), axis=1)  # channel gains are 1.0 for L/R/C
-        pos = 0
-        while pos < len(energy):
-            take = min(self._hop - self._acc_n, len(energy) - pos)
-            self._acc += float(energy[pos : pos + take].sum())
-            self._acc_n += take
-            pos += take
-            if self._acc_n == self._hop:
-                self._hops.append(self._acc)
-                self._acc, self._acc_n = 0.0, 0
 
     @property
     def frames(self) -> int:
-        return self._n
+        return self._hops.frames
 
     def integrated_lufs(self) -> float | None:
         """Gated integrated loudness as pyloudnorm computes it; None when shorter than one block or silent."""
-        hops = np.array(self._hops + ([self._acc] if self._acc_n else []) + [0.0] * 4)
-        block = 4 * self._hop
-        if self._n < block + 1:
-            return None
-        n_blocks = int(round((self._n / self.rate - _BLOCK_S) / _HOP_S)) + 1
-        z = np.array([hops[j : j + 4].sum() for j in range(n_blocks)]) / block
-        with np.errstate(divide="ignore"):
-            lk = -0.691 + 10.0 * np.log10(z)
-        gated = z[lk >= _ABS_GATE]
-        if not gated.size:
-            return None
-        rel = -0.691 + 10.0 * math.log10(gated.mean()) - 10.0
-        final = z[(lk > rel) & (lk > _ABS_GATE)]
-        return -0.691 + 10.0 * math.log10(final.mean()) if final.size and final.mean() > 0 else None
+        return self._hops.integrated_lufs()
 
     def rms_db(self) -> float:
-        return _db(math.sqrt(self._sumsq / (self._n * self.channels))) if self._n else -math.inf
+        return self._hops.rms_db()
 
     def sample_peak_db(self) -> float:
-        return _db(self._peak)
+        return _db(self._hops.peak)
 
     def true_peak_db(self) -> float:
         return self._tp.peak_db()
@@ -358,3 +467,7 @@ class StreamingMeter:
     def level_db(self, mode: Literal["lufs", "rms"]) -> float:
         lufs = self.integrated_lufs() if mode == "lufs" else None
         return lufs if lufs is not None else self.rms_db()
+
+    def blocks(self) -> BlockLoudness:
+        return BlockLoudness(self.rate, self.channels, self.frames, tuple(self._hops.hops().tolist()),
+                             self._hops.sumsq, self.sample_peak_db(), self.true_peak_db())  # fmt: skip

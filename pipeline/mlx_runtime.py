@@ -161,7 +161,8 @@ def resolve_model(model_id: str, key: str = "models") -> Path:
 
         return Path(get_model_path(model_id))
     except Exception as e:
-        raise ModelError(f"Could not download model {model_id} ({key}): {e}. {_fetch_advice(model_id, key)}") from None
+        raise ModelError(f"Could not get model {model_id} ({key}): it is not on this machine and could not be "
+                         f"downloaded. {_fetch_advice(model_id, key)}", detail=f"{type(e).__name__}: {e}") from None
 
 
 def weights_bytes(folder: Path) -> int:

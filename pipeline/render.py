@@ -1,8 +1,13 @@
 """Line planning and rendering: every spoken part becomes a content-keyed LineJob; only missing keys are rendered.
 
-A line's content key covers exactly what determines its audio — speech text, instruct, the voice lock's digest, the
-sampling settings, the engine and model ids, the render version, and which repeat of an identical line it is — so
-editing one line changes exactly one key, and a rerun renders only keys the LineStore does not hold.
+A line's content key covers exactly what determines its audio — speech text, instruct, the digest of the voice lock
+actually used (the character's neutral lock, or its variant for the line's delivery: docs/delivery.md), whether the
+instruct is prefixed to a clone prompt (`[delivery] mode`), the sampling settings, the engine and model ids, the
+render version, and which repeat of an identical line it is — so editing one line changes exactly one key, adding a
+variant changes exactly the keys of the lines that use it, and a rerun renders only keys the LineStore does not hold.
+
+A clone line samples from its own random stream whatever its batch neighbours (pipeline.engines.qwen3_session), so
+a line without a delivery renders bit-identically whatever `[delivery] mode` does to the lines around it.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class LineJob:
     scene_index: int  # index into Screenplay.scenes (0-based)
     heading: str | None
     character: str
-    voice_digest: str | None  # the character's VoiceLock digest; None when the character has no voice
+    voice_digest: str | None  # digest of the VoiceLock this line renders with (neutral or delivery variant)
     text: str  # speech text (what is spoken)
     instruct: str | None
     seed: int
@@ -49,6 +54,8 @@ class LineJob:
     piece: int = 0  # a long line split into pieces (pipeline.chunks): this job's place …
     pieces: int = 1  # … among the line's pieces; each piece is its own job, joined again in the scene mix
     cue_text: str | None = None  # the whole line as written, when `text` differs (a piece, or a lexicon respelling)
+    delivery: str | None = None  # delivery class of the instruct (pipeline.direction), e.g. "shouting"
+    variant: bool = False  # True when voice_digest is the character's variant voice for `delivery`
 
     @property
     def is_narration(self) -> bool:
@@ -66,7 +73,7 @@ class LineJob:
             "dual_group": self.dual_group, "dual_side": self.dual_side, "pause_before": self.pause_before,
             "extension": self.extension, "source_line": self.source_line, "effects": list(self.effects),
             "notes": list(self.notes), "kind": self.kind, "piece": self.piece, "pieces": self.pieces,
-            "cue_text": self.cue_text,
+            "cue_text": self.cue_text, "delivery": self.delivery, "variant": self.variant,
         }
 
     @classmethod
@@ -118,12 +125,22 @@ def sampling_payload(settings: "Settings") -> dict:
 
 
 def line_key(text: str, instruct: str | None, voice_digest: str | None, sampling: dict, engine_desc: dict,
-             repeat: int = 0) -> str:
-    """The content key of one line (see the module docstring)."""
-    return content_key("line", RENDER_VERSION, {
-        "text": text, "instruct": instruct, "voice": voice_digest, "sampling": sampling,
-        "engine": engine_desc, "repeat": repeat,
-    })
+             repeat: int = 0, prefixed: bool = False) -> str:
+    """The content key of one line (see the module docstring). `prefixed`: the instruct is prefixed to a clone
+    prompt (delivery mode instruct/both); only then does the key carry it, so other keys are unchanged."""
+    payload = {"text": text, "instruct": instruct, "voice": voice_digest, "sampling": sampling,
+               "engine": engine_desc, "repeat": repeat}
+    if prefixed and instruct:
+        payload["delivery"] = "instruct-prefix"
+    return content_key("line", RENDER_VERSION, payload)
+
+
+def line_voice(character: str, delivery: str | None, voices: Mapping[str, str | None],
+               variants: Mapping[str, Mapping[str, str]] | None) -> tuple[str | None, bool]:
+    """(digest of the voice a line renders with, is it a variant): the character's variant for the line's delivery
+    class when it has one, else its neutral voice."""
+    variant = (variants or {}).get(character, {}).get(delivery) if delivery else None
+    return (variant, True) if variant else (voices.get(character), False)
 
 
 def dual_pairs(dialogues: Sequence[Dialogue]) -> dict[int, tuple[int, int]]:
@@ -224,10 +241,11 @@ class _Planner:
     the splitting of long lines, shared by dialogue and narration."""
 
     def __init__(self, voices: Mapping[str, str | None], engine_desc: dict, settings: "Settings", repeats: dict,
-                 lexicon=None):
+                 lexicon=None, variants: Mapping[str, Mapping[str, str]] | None = None):
         self.voices, self.engine_desc, self.settings, self.repeats = voices, engine_desc, settings, repeats
         self.sampling = sampling_payload(settings)
         self.lexicon = lexicon
+        self.variants = variants if settings.delivery.variants else None
 
     def jobs(self, written: str, character: str, instruct: str | None, ident_tag: tuple, **fields) -> list[LineJob]:
         """The job(s) of one script line: respelled, split when long, each piece keyed like any line."""
@@ -235,13 +253,14 @@ class _Planner:
         said, cut = bound_text(said, self.settings, f"line {fields.get('source_line', 0)} ({character})")
         pieces = speech_pieces(said, self.settings)  # the capped line, in pieces a model renders well
         shown = bound_text(written, self.settings, "")[0] if cut else written  # cues show what is spoken
-        voice = self.voices.get(character)
+        voice, is_variant = line_voice(character, fields.get("delivery"), self.voices, self.variants)
         out: list[LineJob] = []
         for n, piece in enumerate(pieces):
             ident = (*ident_tag, voice, character if voice is None else "", piece, instruct)
             repeat = self.repeats.get(ident, 0)
             self.repeats[ident] = repeat + 1
-            key = line_key(piece, instruct, voice, self.sampling, self.engine_desc, repeat)
+            key = line_key(piece, instruct, voice, self.sampling, self.engine_desc, repeat,
+                           prefixed=self.settings.delivery.instruct)
             extra = dict(fields)
             if cut and n == 0:  # said once, on the line's first piece
                 extra["notes"] = (*extra.get("notes", ()), cut)
@@ -249,21 +268,23 @@ class _Planner:
                 extra["pause_before"] = None  # a beat belongs before the line, not between its pieces
             out.append(LineJob(
                 key=key, character=character, voice_digest=voice, text=piece, instruct=instruct,
-                seed=seed_from_key(key), piece=n, pieces=len(pieces),
+                seed=seed_from_key(key), piece=n, pieces=len(pieces), variant=is_variant,
                 cue_text=shown if (len(pieces) > 1 or piece != shown) else None, **extra))
         return out
 
 
 def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | None], engine_desc: dict,
-                    settings: "Settings", repeats: dict | None = None, *, lexicon=None,
+                    settings: "Settings", repeats: dict | None = None,
+                    variants: Mapping[str, Mapping[str, str]] | None = None, *, lexicon=None,
                     names: Sequence[str] = ()) -> list[LineJob]:
     """The LineJobs of one scene, in script order: the narration of `settings.narration.mode` (pipeline.spoken)
     between the dialogue. `repeats` counts identical lines across calls so that a repeated line gets its own key
-    (and take); `lexicon` respells words before keys are made; `names` are the script's characters (for reading
-    names in capitals)."""
+    (and take); `variants`: {character: {delivery class: digest}} of the variant voices made at cast time (used
+    only when `[delivery]` mode has variants); `lexicon` respells words before keys are made; `names` are the
+    script's characters (for reading names in capitals)."""
     from .spoken import NARRATOR, narration
 
-    planner = _Planner(voices, engine_desc, settings, {} if repeats is None else repeats, lexicon)
+    planner = _Planner(voices, engine_desc, settings, {} if repeats is None else repeats, lexicon, variants)
     items = narration(scene, settings.narration.mode, names)
     dialogues = scene.dialogues
     pairs = dual_pairs(dialogues)
@@ -286,20 +307,22 @@ def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | N
                 text, d.character, direction.instruct, (), scene_index=scene_index, heading=scene.heading,
                 dual_group=group, dual_side=side, pause_before=direction.pause_before, extension=d.extension,
                 source_line=part.line or d.line, effects=offscreen_effects(d.extension, direction.effects, settings),
-                notes=direction.notes))
+                notes=direction.notes, delivery=direction.delivery))
         narrate(di + 1)
     return jobs
 
 
 def plan_line_jobs(screenplay: Screenplay, voices: Mapping[str, str | None], engine_desc: dict,
-                   settings: "Settings", lexicon=None) -> list[LineJob]:
+                   settings: "Settings", variants: Mapping[str, Mapping[str, str]] | None = None,
+                   lexicon=None) -> list[LineJob]:
     """One job per spoken part (line or lyric) of every dialogue and per narration line (split into pieces when
     long), in script order."""
     repeats: dict = {}
     names = screenplay.characters()
     jobs: list[LineJob] = []
     for i, scene in enumerate(screenplay.scenes):
-        jobs.extend(plan_scene_jobs(i, scene, voices, engine_desc, settings, repeats, lexicon=lexicon, names=names))
+        jobs.extend(plan_scene_jobs(i, scene, voices, engine_desc, settings, repeats, variants, lexicon=lexicon,
+                                    names=names))
     return jobs
 
 

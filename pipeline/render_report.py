@@ -45,7 +45,7 @@ class SceneRecord(_Record):
     scene: str  # label
     index: int
     heading: str | None
-    status: Literal["pending", "done", "failed"] = "pending"
+    status: Literal["pending", "done", "failed", "interrupted"] = "pending"
     cached: bool = False
     path: str | None = None  # the scene's audio file
     duration: float = 0.0
@@ -65,9 +65,29 @@ class Counts(_Record):
     failed: int = 0
 
 
+class VariantRecord(_Record):
+    """A locked delivery variant of a character's voice (pipeline.variants)."""
+
+    lock_path: str
+    lock_digest: str
+    similarity: float | None = None  # cosine of its x-vector to the neutral voice's
+
+
 class CastRecord(_Record):
     lock_path: str
     lock_digest: str
+    variants: dict[str, VariantRecord] = {}  # delivery class -> variant
+
+
+class Timings(_Record):
+    """Where one run's time went, in seconds: casting, engine (rendering lines), mixing (scene mixes), master
+    (master files and deliverables), other (parsing, planning, orchestration). Cached work costs nothing."""
+
+    casting: float = 0.0
+    engine: float = 0.0
+    mixing: float = 0.0
+    master: float = 0.0
+    other: float = 0.0
 
 
 class NarrationRecord(_Record):
@@ -85,7 +105,7 @@ class LexiconRecord(_Record):
 class RenderReport(_Record):
     script: str
     script_name: str
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "interrupted"]  # interrupted: Ctrl-C; run the same command to resume
     engine: dict[str, Any]  # the engine's description, plus "name", "reason" (why it was chosen) and the run's batching
     # figures: batch_size, steps, lines, mean_busy_rows, padding_waste, prefills, tokens (pipeline.engines.session)
     counts: Counts = Counts()
@@ -100,12 +120,17 @@ class RenderReport(_Record):
     cast: dict[str, CastRecord] = {}
     audio_seconds: float = 0.0
     started: str = ""
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the command's wall time, as its console summary shows it
+    flow_seconds: float | None = None  # the render flow's own share of it (None: no flow ran, see `replayed`)
+    timings: Timings = Timings()  # where the flow's time went
     line_store: str | None = None
     force: bool = False
     scenes_requested: list[str | int] = []
     narration: NarrationRecord = NarrationRecord()
     lexicon: LexiconRecord = LexiconRecord()
+    inputs_key: str | None = None  # content key of everything that determined the outputs (flows/replay)
+    file_stats: dict[str, list[int] | None] = {}  # [size, mtime_ns] of every file written, for that replay
+    replayed: bool = False  # answered from the last report: nothing changed, no flow ran
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json")

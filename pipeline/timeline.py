@@ -73,6 +73,7 @@ class SceneMixResult:
     scene_index: int = 0
     heading: str | None = None
     loudness: ld.LoudnessReport | None = None
+    blocks: ld.BlockLoudness | None = None  # what the master needs to meter this scene without reading it
 
     @property
     def n_frames(self) -> int:
@@ -87,6 +88,7 @@ class SceneMixResult:
             "loudness": None if self.loudness is None else {
                 k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in vars(self.loudness).items()
             },  # strict JSON: -inf (silence) is stored as null
+            "blocks": None if self.blocks is None else self.blocks.to_dict(),
         }  # fmt: skip
 
     @classmethod
@@ -97,6 +99,7 @@ class SceneMixResult:
             d.get("frames", 0), d.get("channels", 1), d.get("scene_index", 0), d.get("heading"),
             ld.LoudnessReport(**{k: -math.inf if v is None and k != "lufs" else v for k, v in loud.items()})
             if loud else None,
+            ld.BlockLoudness.from_dict(d["blocks"]) if d.get("blocks") else None,
         )  # fmt: skip
 
 

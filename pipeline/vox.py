@@ -390,8 +390,52 @@ def _wav_pcm16(lock: VoiceLock) -> bytes:
     return buf.getvalue()
 
 
-def build_manifest(lock: VoiceLock, size: str, *, gender=None, age_range=None, tags=(), character=None) -> dict:
-    """The manifest.json dict for a clone lock (validated by the caller)."""
+def variant_entry_names(size: str, language: str | None, delivery: str) -> tuple[str, str, str]:
+    """(key stem, clone-prompt path, sample-audio path) of a delivery variant (pipeline.variants).
+
+    Keys start with "variant-" and files are `…/variants/<delivery>.clone-prompt.bin`, so a reader's lookup of the
+    voice's own clone prompt (exact key, or a file named clone-prompt.bin, keys in sorted order) never lands on a
+    variant."""
+    seg = _lang_segment(language)
+    stem = f"variant-{delivery}-{ENGINE}-{size}" + (f"-{seg}" if seg else "")
+    folder = f"embeddings/{ENGINE}/{size}" + (f"/{seg}" if seg else "") + "/variants"
+    return stem, f"{folder}/{delivery}.{CLONE_PROMPT}", f"{folder}/{delivery}.{SAMPLE_AUDIO}"
+
+
+def _variant_delivery(lock: VoiceLock, variant: VoiceLock) -> str:
+    delivery = variant.params.get("delivery")
+    if not isinstance(delivery, str) or not delivery or variant.params.get("neutral") != lock.digest():
+        raise VoiceLockError(f"Voice {variant.name!r} is not a delivery variant of {lock.name!r} (its params name no "
+                             "delivery, or another neutral voice); export only the variants cast with this lock.")
+    if variant.kind != "clone" or variant.ref_codes is None or variant.x_vector is None:
+        raise VoiceLockError(f"Variant {variant.name!r} is a {variant.kind} lock; only clone locks export to .vox.")
+    return delivery
+
+
+def _variant_entries(lock: VoiceLock, size: str, variants) -> tuple[dict, dict]:
+    """(manifest embeddings entries, extensions.readthrough.variants) of `variants`."""
+    entries: dict[str, dict] = {}
+    ext: dict[str, dict] = {}
+    for v in variants:
+        delivery = _variant_delivery(lock, v)
+        stem, prompt_file, sample_file = variant_entry_names(size, v.language, delivery)
+        seg = _lang_segment(v.language)
+        common = {"model": v.model_id, "engine": ENGINE, **({"language": seg} if seg else {})}
+        entries[f"{stem}-clone-prompt"] = {
+            **common, "file": prompt_file, "format": "bin",
+            "description": f"Delivery variant '{delivery}' of this voice (readthrough): clone prompt for the "
+                           f"{size.upper()} Base model"}
+        entries[f"{stem}-sample-audio"] = {**common, "file": sample_file, "format": "wav",
+                                           "description": f"Reference audio of the '{delivery}' variant"}
+        ext[delivery] = {"clone_prompt": f"{stem}-clone-prompt", "sample_audio": f"{stem}-sample-audio",
+                         "digest": v.digest(), "seed": v.seed, "params": v.params, "description": v.description,
+                         "created": v.created}
+    return entries, ext
+
+
+def build_manifest(lock: VoiceLock, size: str, *, gender=None, age_range=None, tags=(), character=None,
+                   variants=()) -> dict:
+    """The manifest.json dict for a clone lock and its delivery variants (validated by the caller)."""
     stem, prompt_file, sample_file = embedding_names(size, lock.language)
     seg = _lang_segment(lock.language)
     voice: dict[str, Any] = {"name": lock.name, "description": _description(lock), "language": lock.language}
@@ -420,6 +464,10 @@ def build_manifest(lock: VoiceLock, size: str, *, gender=None, age_range=None, t
                   "kind": lock.kind, "created": lock.created},
         },
     }
+    if variants:
+        entries, ext = _variant_entries(lock, size, variants)
+        manifest["embeddings"].update(entries)
+        manifest["extensions"][EXT]["variants"] = ext
     if lock.description:
         manifest["extensions"][ENGINE] = {"design_instruct": lock.description}
     if character:
@@ -428,8 +476,10 @@ def build_manifest(lock: VoiceLock, size: str, *, gender=None, age_range=None, t
 
 
 def export_vox(lock: VoiceLock, path: str | Path, *, gender: str | None = None, age_range=None, tags=(),
-               character: dict | None = None, size: str | None = None) -> Path:
-    """Write `lock` as a .vox (vox-format 0.4.0) atomically: manifest.json first, clone prompt, sample audio.
+               character: dict | None = None, size: str | None = None, variants=()) -> Path:
+    """Write `lock` as a .vox (vox-format 0.4.0) atomically: manifest.json first, clone prompt, sample audio, then
+    each delivery variant's clone prompt and sample audio (`variant_entry_names`; listed in
+    `extensions.readthrough.variants`).
 
     Only clone locks export (raises VoiceLockError otherwise). `size` ("0.6b"/"1.7b") is needed only when neither
     the model id nor a local model folder's config says it. Entries are stored uncompressed, like the Swift writer.
@@ -440,16 +490,22 @@ def export_vox(lock: VoiceLock, path: str | Path, *, gender: str | None = None, 
             f"Voice {lock.name!r} is a {lock.kind} lock; only clone locks export to .vox (a .vox carries a Qwen3-TTS "
             "clone prompt). Cast the character with a designed voice first, then export its lock.")
     sz = model_size(lock.model_id, size)
-    manifest = build_manifest(lock, sz, gender=gender, age_range=age_range, tags=tags, character=character)
+    manifest = build_manifest(lock, sz, gender=gender, age_range=age_range, tags=tags, character=character,
+                              variants=variants)
     problems = validate_manifest(manifest)
     if problems:
         raise VoiceLockError(f"Cannot export voice {lock.name!r} to {path}: " + "; ".join(problems) + ".")
     _, prompt_file, sample_file = embedding_names(sz, lock.language)
     prompt = encode_clone_prompt(lock.ref_codes, lock.x_vector, lock.ref_text, lock.language)
     stamp = max(tuple(int(x) for x in re.findall(r"\d+", manifest["created"])[:6]), (1980, 1, 1, 0, 0, 0))
+    files = [("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+              + b"\n"), (prompt_file, prompt), (sample_file, _wav_pcm16(lock))]
+    for v in variants:
+        _, v_prompt, v_sample = variant_entry_names(sz, v.language, v.params["delivery"])
+        files += [(v_prompt, encode_clone_prompt(v.ref_codes, v.x_vector, v.ref_text, v.language)),
+                  (v_sample, _wav_pcm16(v))]
     with atomic_path(path, suffix=".vox") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in (("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False)
-                            .encode("utf-8") + b"\n"), (prompt_file, prompt), (sample_file, _wav_pcm16(lock))):
+        for name, data in files:
             zf.writestr(zipfile.ZipInfo(name, date_time=stamp), data)
     return path
 
@@ -671,3 +727,38 @@ def _import(vox: VoxArchive, model_id: str | None, language: str | None) -> Voic
                              "it; import again naming the model (model_id=... / --model ID).")
     check_lock(lock, f"{vox.path}:{prompt_file}", "re-export the voice as .vox")
     return lock
+
+
+def import_vox_variants(path: str | Path, neutral: VoiceLock) -> list[VoiceLock]:
+    """The delivery variants a readthrough-written .vox carries (`extensions.readthrough.variants`), as clone locks
+    of `neutral`'s family (`neutral` = the lock `import_vox` made from the same file: their `params["neutral"]`
+    names its digest). A .vox without variants gives []."""
+    vox = read_vox(path)
+    ext = ((vox.manifest.get("extensions") or {}).get(EXT) or {}).get("variants") or {}
+    embeddings = vox.manifest.get("embeddings") or {}
+    out = []
+    for delivery, info in sorted(ext.items()) if isinstance(ext, dict) else []:
+        entry = embeddings.get(info.get("clone_prompt")) if isinstance(info, dict) else None
+        sample = embeddings.get(info.get("sample_audio")) if isinstance(info, dict) else None
+        if not entry or not sample or entry.get("file") not in vox.names or sample.get("file") not in vox.names:
+            raise VoiceLockError(f"{vox.path}: variant {delivery!r} names embeddings that are not in the archive; "
+                                 "re-export the voice with its variants.")
+        import soundfile as sf
+
+        try:
+            prompt = decode_clone_prompt(vox.read(entry["file"]))
+            data, sr = sf.read(io.BytesIO(vox.read(sample["file"])), dtype="float32", always_2d=True)
+        except (ValueError, KeyError, TypeError, RuntimeError, struct.error, zipfile.BadZipFile) as e:
+            raise VoiceLockError(f"{vox.path}: variant {delivery!r} is corrupt ({e}); re-export the voice.") from None
+        params = {**(info.get("params") if isinstance(info.get("params"), dict) else {}),
+                  "family": neutral.name, "delivery": delivery, "neutral": neutral.digest()}
+        lock = VoiceLock(
+            name=f"{neutral.name} ({delivery})", kind="clone", engine=neutral.engine,
+            model_id=str(entry.get("model") or neutral.model_id), language=neutral.language,
+            ref_text=prompt.ref_text, ref_audio=data.mean(axis=1), ref_codes=prompt.ref_codes,
+            x_vector=prompt.x_vector, description=str(info.get("description") or ""),
+            seed=info.get("seed") if isinstance(info.get("seed"), int) else None,
+            created=str(info.get("created") or vox.manifest["created"]), params=params, sample_rate=int(sr))
+        check_lock(lock, f"{vox.path}:{entry['file']}", "re-export the voice as .vox")
+        out.append(lock)
+    return out

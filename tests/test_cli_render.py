@@ -101,3 +101,26 @@ def test_cast_json_and_table(tmp_path, script, fake, capsys):
     assert "Engine: fake" in err
     code, stdout, _ = run(["cast", str(script), "--engine", "fake"], capsys)
     assert code == 0 and "MARGARET" in stdout and "NARRATOR" in stdout and "lock" in stdout
+
+
+def test_cast_shows_delivery_variants_with_similarity(tmp_path, script, fake, capsys):
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[delivery]\nmin_lines = 1\nmin_similarity = -1.0\nauditions = 2\n", encoding="utf-8")
+    code, stdout, err = run(["cast", str(script), "--engine", "fake", "--settings", str(settings)], capsys)
+    assert code == 0, err
+    assert "Delivery variants (similarity to the neutral voice):" in stdout
+    assert "MARGARET: muttering (1 line): audition" in stdout and "similarity" in stdout
+    assert "TOMAS: soft (1 line)" in stdout
+    code, stdout, err = run(["cast", str(script), "--engine", "fake", "--settings", str(settings), "--json"], capsys)
+    rows = {r["name"]: r for r in json.loads(stdout)}
+    [soft] = rows["TOMAS"]["variants"]
+    assert soft["delivery"] == "soft" and soft["status"] == "locked" and -1.0 <= soft["similarity"] <= 1.0
+
+
+def test_cast_file_with_an_unknown_delivery_class_is_a_clear_error(tmp_path, script, fake, capsys):
+    cast_file = tmp_path / "cast.toml"
+    cast_file.write_text("[characters.MARGARET]\nvariants.bellowing = { audition = 1 }\n", encoding="utf-8")
+    code, stdout, err = run(["cast", str(script), "--engine", "fake", "--cast", str(cast_file)], capsys)
+    assert code != 0
+    assert "[characters.MARGARET] variants.bellowing" in err and "not a delivery class" in err
+    assert "shouting" in err and fake.design_calls == 0

@@ -90,14 +90,14 @@ def test_subtitles_and_cue_sheet_match_the_master_audio(tmp_path, rendered):
     data, rate = sf.read(str(master.path))
     # find every line in the written master: dual lines overlap, so compare onsets and the merged runs
     found = runs(data)
-    cues = sorted(master.cues, key=lambda c: (c.start_sample, c.end_sample))
+    cues = sorted(master.cues, key=lambda c: c.start_sample)  # ties (the dual pair) in script order
     assert {r[0] for r in found} <= {c.start_sample for c in cues}
     assert cues[2].start_sample == cues[3].start_sample  # the dual pair starts together
 
     srt = _srt_times(write_srt(tmp_path / "m.srt", master).read_text())
     vtt = _srt_times(write_vtt(tmp_path / "m.vtt", master).read_text())
     sheet = json.loads(write_cue_sheet(tmp_path / "m.json", master).read_text())
-    rows = sorted(sheet["lines"], key=lambda r: (r["start_sample"], r["end_sample"]))
+    rows = sorted(sheet["lines"], key=lambda r: r["start_sample"])
     for c, (s0, s1), (v0, v1), row in zip(cues, srt, vtt, rows):
         assert abs(s0 - c.start_sample / rate) <= 0.0005 and abs(s1 - c.end_sample / rate) <= 0.0005
         assert (v0, v1) == (s0, s1)
@@ -165,3 +165,20 @@ def test_ffmetadata_escapes_and_uses_sample_timebase():
     text = ffmetadata([Chapter(1, "A=B; #1", 5, 10, RATE)], "My \\ Title")
     assert text.startswith(";FFMETADATA1\ntitle=My \\\\ Title\n")
     assert f"TIMEBASE=1/{RATE}\nSTART=5\nEND=10\ntitle=A\\=B\\; \\#1\n" in text
+
+
+def test_dual_dialogue_pair_is_listed_in_script_order(tmp_path, rendered):
+    """The two speeches start at one sample; the first in the script (the longer one here) is listed first in the
+    subtitles, the labels and the cue sheet — not the one that ends first."""
+    _, master = rendered
+    written = write_deliverables(master, tmp_path / "d")
+    srt = written["srt"].read_text()
+    vtt = written["vtt"].read_text()
+    labels = written["labels"].read_text()
+    cues = json.loads(written["cues"].read_text())["lines"]
+    keys = [c["key"] for c in cues]
+    assert keys.index("a2") < keys.index("b2") < keys.index("a3")
+    speakers = re.findall(r"^(MARGARET|TOM):", srt, flags=re.M)
+    assert speakers == ["MARGARET", "TOM", "MARGARET", "TOM", "MARGARET"]
+    assert re.findall(r"<v (\w+)>", vtt) == speakers
+    assert [row.split("\t")[2].split(":")[0] for row in labels.splitlines()] == speakers

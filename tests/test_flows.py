@@ -52,10 +52,15 @@ def test_full_render_instant_then_cached(tmp_path, script):
     assert report["counts"] == {"lines": 30, "rendered": 30, "reused": 0, "failed": 0}  # 18 dialogue, 12 narration
     assert report["engine"]["name"] == "instant" and report["engine"]["model_id"] == "instant-1"
     assert report["audio_seconds"] > 10
+    timings = report["timings"]
+    assert set(timings) == {"casting", "engine", "mixing", "master", "other"}
+    assert timings["engine"] > 0 and timings["mixing"] > 0 and timings["master"] > 0
+    assert sum(timings.values()) <= report["wall_seconds"] + 0.01
     state, again = render(script, out, engine="instant")
     assert state.is_completed()
     assert again["counts"] == {"lines": 30, "rendered": 0, "reused": 30, "failed": 0}
     assert all(s["cached"] for s in again["scenes"])
+    assert again["timings"]["engine"] == 0 and again["timings"]["mixing"] == 0  # cached scenes cost nothing
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -272,3 +277,50 @@ def test_lines_render_in_chunks_and_scenes_mix_as_soon_as_their_lines_are_stored
     assert engine["lines"] == 30 and engine["steps"] == len(fake.render_calls)
     assert engine["mean_busy_rows"] == pytest.approx(30 / len(fake.render_calls), abs=1e-3)
     assert report["counts"] == {"lines": 30, "rendered": 30, "reused": 0, "failed": 0}
+
+
+def test_render_flow_routes_lines_to_delivery_variants_and_reruns_from_cache(tmp_path, script, fake):
+    """The sample's (muttering), (smiling) and (quietly) with delivery.min_lines = 1: each gets a variant voice
+    (the instant engine's vectors are all alike: min_similarity -1 keeps the closest take); the lines render with
+    it and a rerun reuses every cast step and line."""
+    out = tmp_path / "out"
+    over = {"delivery.min_lines": 1, "delivery.min_similarity": -1.0, "delivery.auditions": 2}
+    state, report = render(script, out, overrides=over)
+    assert state.is_completed(), state.message
+    variants = {name: sorted(c["variants"]) for name, c in report["cast"].items() if c["variants"]}
+    assert variants == {"MARGARET": ["muttering", "warm"], "TOMAS": ["soft"]}
+    cues = json.loads(Path(report["outputs"]["cues"]).read_text())
+    muttered = [c for c in cues["lines"] if c["text"].startswith("Right on time")]
+    assert len(muttered) == 1
+    designs = fake.design_calls
+    fake.reset_counts()
+    state, again = render(script, out, overrides=over)
+    assert state.is_completed() and fake.engine_calls == 0 and designs > 0
+    assert again["counts"]["rendered"] == 0 and again["cast"] == report["cast"]
+    # without variants, exactly the three directed lines get other keys
+    fake.reset_counts()
+    state, plain = render(script, tmp_path / "plain", overrides={**over, "delivery.mode": "off"})
+    assert state.is_completed() and plain["counts"]["rendered"] == 3
+    plain_cues = json.loads(Path(plain["outputs"]["cues"]).read_text())["lines"]
+    moved = {c["text"][:20] for c, p in zip(cues["lines"], plain_cues) if c["key"] != p["key"]}
+    assert moved == {"Right on time. He ne", "The new system would", "The boys would like "}
+
+
+@pytest.mark.tiny
+def test_tiny_qwen3_render_with_delivery_both(tmp_path, script, tiny_models):
+    """The real qwen3 engine on tiny checkpoints through the render flow with delivery "both": the sample's
+    (muttering), (smiling) and (quietly) lines get variant voices (VoiceDesign + x-vector gate + lock) and their
+    instructs prefixed to the clone prompt. Tiny random models say nothing about how a shout sounds: this is
+    plumbing."""
+    clear_engines()
+    over = {"casting.auditions": 2, "render.max_retakes": 3, "delivery.mode": "both", "delivery.min_lines": 1,
+            "delivery.min_similarity": -1.0, "delivery.auditions": 2}
+    state, report = render(script, tmp_path / "out", engine="qwen3", models_dir=str(tiny_models), overrides=over)
+    assert state.is_completed(), state.message
+    deliverables(tmp_path / "out", report)
+    variants = {name: c["variants"] for name, c in report["cast"].items() if c["variants"]}
+    assert {n: sorted(v) for n, v in variants.items()} == {"MARGARET": ["muttering", "warm"], "TOMAS": ["soft"]}
+    for per in variants.values():
+        for v in per.values():
+            assert Path(v["lock_path"]).is_file() and -1.0 <= v["similarity"] <= 1.0
+    clear_engines()

@@ -506,3 +506,69 @@ def test_cli_help_has_examples():
     for args in ([], ["list"], ["inspect"], ["export"], ["import"]):
         r = _run(*args, "--help")
         assert r.exit_code == 0 and "readthrough voices" in r.output
+
+
+# ---------------------------------------------------------------- delivery variants
+
+
+def _variant(neutral: VoiceLock, delivery: str, seed: int) -> VoiceLock:
+    return make_lock(name=f"{neutral.name} ({delivery})", seed=seed, ref_text="The quick brown fox.",
+                     params={"family": neutral.name, "delivery": delivery, "neutral": neutral.digest()})
+
+
+def test_export_carries_delivery_variants_and_readers_still_find_the_voice(tmp_path):
+    from pipeline.vox import import_vox_variants
+
+    lock = make_lock()
+    variants = [_variant(lock, "angry", 11), _variant(lock, "shouting", 12)]  # "angry" sorts before "clone"
+    path = export_vox(lock, tmp_path / "m.vox", variants=variants)
+    vox = read_vox(path)
+    assert validate_manifest(vox.manifest) == [] and vox.problems == ()
+    keys = list(vox.manifest["embeddings"])
+    assert "variant-angry-qwen3-tts-1.7b-clone-prompt" in keys
+    assert vox.manifest["extensions"]["readthrough"]["variants"]["shouting"]["digest"] == variants[1].digest()
+    # every lookup a reader does for the voice itself still lands on its own clone prompt
+    for model in (None, MODEL_17, "1.7b"):
+        assert find_clone_prompt(vox.manifest, vox.names, model_id=model)[0] == \
+            "embeddings/qwen3-tts/1.7b/clone-prompt.bin"
+    back = import_vox(path)
+    assert np.array_equal(back.ref_codes, lock.ref_codes)
+    got = import_vox_variants(path, back)
+    assert [v.params["delivery"] for v in got] == ["angry", "shouting"]
+    for v, want in zip(got, variants):
+        assert np.array_equal(v.ref_codes, want.ref_codes) and np.array_equal(v.x_vector, want.x_vector)
+        assert v.params["neutral"] == back.digest() and v.params["family"] == back.name
+        assert v.name == f"{back.name} ({v.params['delivery']})"
+    assert import_vox_variants(export_vox(lock, tmp_path / "plain.vox"), back) == []
+
+
+def test_export_refuses_a_lock_of_another_family(tmp_path):
+    lock = make_lock()
+    stranger = _variant(make_lock(name="Otto", seed=9), "shouting", 12)
+    with pytest.raises(VoiceLockError, match="not a delivery variant of 'Marge'"):
+        export_vox(lock, tmp_path / "m.vox", variants=[stranger])
+    assert not (tmp_path / "m.vox").exists()
+
+
+def test_voices_export_takes_the_locks_family_along(tmp_path):
+    from flows.cli.voices import command
+
+    lock = make_lock()
+    neutral_path = save_lock(lock, lock_path(tmp_path, lock.name, lock.digest()))
+    from pipeline.variants import variant_lock_path
+
+    v = _variant(lock, "whispering", 13)
+    save_lock(v, variant_lock_path(tmp_path, lock.name, "whispering", v.digest()))
+    out = tmp_path / "m.vox"
+    result = CliRunner().invoke(command, ["export", str(neutral_path), str(out)])
+    assert result.exit_code == 0, result.output
+    assert "with delivery variants: whispering" in result.output
+    assert "variant-whispering-qwen3-tts-1.7b-clone-prompt" in read_vox(out).manifest["embeddings"]
+
+    imported = tmp_path / "imported"
+    result = CliRunner().invoke(command, ["import", str(out), str(imported)])
+    assert result.exit_code == 0, result.output
+    assert "delivery variant 'whispering'" in result.output
+    [(vpath, info)] = [(p, i) for p, i in list_locks(imported) if i.get("params", {}).get("delivery")]
+    neutral = [p for p, i in list_locks(imported) if not i.get("params", {}).get("delivery")]
+    assert info["params"]["neutral"] == load_lock(neutral[0]).digest() and vpath.parent == neutral[0].parent

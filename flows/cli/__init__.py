@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 
-import click
+_STARTED = time.perf_counter()  # the command's own clock: the wall time the console and the report show
 
-from pipeline.errors import ReadthroughError
+import click  # noqa: E402
+
+from pipeline.errors import ReadthroughError  # noqa: E402
+
+
+def elapsed() -> float:
+    """Seconds since this command started (the interpreter's own start-up excepted)."""
+    return time.perf_counter() - _STARTED
 
 # command name -> module in this package defining a click command called `command`
 COMMANDS = {
@@ -24,6 +32,7 @@ COMMANDS = {
     "worker": "worker",
     "farm": "farm",
     "lexicon": "lexicon",
+    "store": "store",
 }
 
 
@@ -62,11 +71,30 @@ def cli():
     """
 
 
+def _verbose(argv) -> bool:
+    args = sys.argv[1:] if argv is None else argv
+    return any(a in ("-v", "--verbose") for a in args)
+
+
 def main(argv=None):
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry notice, no DNS look-up:
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # the server's analytics and the client SDK's, for our processes
     try:
         cli.main(args=argv, standalone_mode=False)
     except ReadthroughError as e:
-        click.secho(f"Error: {e}", fg="red", err=True)
+        from flows.interrupt import RenderInterrupted
+
+        if isinstance(e, RenderInterrupted):
+            click.secho(str(e), fg="yellow", err=True)
+        else:
+            click.secho(f"Error: {e}", fg="red", err=True)
+        if getattr(e, "detail", None):
+            if _verbose(argv):
+                click.echo(f"Details: {e.detail}", err=True)
+            else:
+                click.echo("(run with -v for the underlying error)", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from pipeline.engines import engine_choices
+from flows.cli.options import engine_option
 
 
 def _age(row: dict) -> str:
@@ -15,10 +15,22 @@ def _age(row: dict) -> str:
     return f"{age[0]}–{age[1]}" if age else "?"
 
 
+def variants_lines(row: dict) -> list[str]:
+    """One line per delivery variant: class, lines, and its similarity to the neutral voice (or why none)."""
+    out = []
+    for v in row.get("variants") or ():
+        n = f"{v['lines']} line{'s' if v['lines'] != 1 else ''}"
+        if v.get("status") == "locked":
+            sim = f"{v['similarity']:.2f}" if v.get("similarity") is not None else "n/a"
+            out.append(f"{v['delivery']} ({n}): audition {v['chosen']}, similarity {sim}")
+        else:
+            out.append(f"{v['delivery']} ({n}): {v['reason'].split(';')[0]}")
+    return out
+
+
 @click.command(name="cast")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
-@click.option("--engine", default=None, metavar=engine_choices(),
-              help="Speech engine (default: render.engine from settings, itself 'auto').")
+@engine_option()
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with base/ and voice-design/ Qwen3-TTS checkpoints.")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False), help="A TOML settings file.")
@@ -29,7 +41,9 @@ def _age(row: dict) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
 def command(script, engine, models_dir, settings_file, cast_file, as_json, force, verbose):
     """Cast SCRIPT: per character its profile (gender, age, traits, summary), the voice description, the
-    auditions and which one was picked and why, and the voice lock file.
+    auditions and which one was picked and why, the voice lock file, and its delivery variants (a variant voice per
+    delivery such as shouting or whispering used in at least `[delivery] min_lines` lines, with its speaker
+    similarity to the neutral voice, or why it was not made).
 
     \b
     Auditions are kept as WAV files ($READTHROUGH_HOME/auditions/<script>/<character>/) so you can listen and
@@ -41,34 +55,65 @@ def command(script, engine, models_dir, settings_file, cast_file, as_json, force
       readthrough cast data/sample.fountain --json
       readthrough cast script.fountain --models tiny-models/ --cast cast.toml
     """
-    from flows.cli.render import engine_line, prefect_env
+    from flows import interrupt
+    from flows.cli.preflight import preflight
+    from flows.cli.render import prefect_env
+    from flows.server import prefect_api
+    from pipeline.config import home_dir
 
     prefect_env(verbose)
-    name, reason = engine_line(settings_file, None, engine, models_dir)
-    click.echo(f"Engine: {name} — {reason}", err=as_json)
+    pre = preflight(script, engine=engine, models_dir=models_dir, settings_file=settings_file, cast_file=cast_file)
+    for note in pre.warnings:
+        click.secho(f"Warning: {note}", fg="yellow", err=True)
+    click.echo(f"Engine: {pre.engine} — {pre.reason}", err=as_json)
 
-    from flows.cast import cast_flow
-    from flows.reporting import quiet_prefect_console
+    with prefect_api(home_dir()) as server:
+        from flows.cast import cast_flow
+        from flows.reporting import quiet_prefect_console
 
-    quiet_prefect_console(verbose)
-    result = cast_flow(os.fspath(script), engine=name, models_dir=models_dir, settings_file=settings_file,
-                       cast_file=cast_file, force=force)
+        quiet_prefect_console(verbose)
+        notice = lambda: click.secho("Stopping after the character in flight… (Ctrl-C again to quit at once)",  # noqa: E731
+                                     fg="yellow", err=True)
+        with interrupt.on_sigint(notice, server.kill_now if server else None):
+            state = cast_flow(os.fspath(script), engine=engine or "auto", models_dir=models_dir,
+                              settings_file=settings_file, cast_file=cast_file, force=force, return_state=True)
+        result = state.result(raise_on_failure=False)
+    if isinstance(result, interrupt.RenderInterrupted) or interrupt.requested():
+        raise interrupt.RenderInterrupted("Interrupted: the characters cast so far are kept. Run the same command "
+                                          "again to resume.")
+    if isinstance(result, BaseException):
+        raise result
     rows = result["characters"]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     from rich.console import Console
+
+    console = Console()
+    console.print(cast_table(rows, os.path.basename(script)))
+    with_variants = [r for r in rows if r.get("variants")]
+    if with_variants:
+        console.print("Delivery variants (similarity to the neutral voice):")
+        for r in with_variants:
+            for line in variants_lines(r):
+                console.print(f"  {r['name']}: {line}", highlight=False)
+    locks = {os.path.dirname(os.path.dirname(r["lock_path"])) for r in rows}
+    console.print(f"Locks under {', '.join(sorted(locks))}; traits, full pick reasons, audition and lock files: "
+                  "--json.")
+
+
+def cast_table(rows: list[dict], title: str):
+    """Character, who (gender, age), voice description and pick: fits 80 columns, wrapping on word boundaries
+    (only a single word wider than its column is ever cut); the rest is in --json."""
     from rich.table import Table
 
-    table = Table(title=f"Cast of {os.path.basename(script)}", show_lines=True)
-    for col in ("character", "gender", "age", "traits", "description", "pick", "lock"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"Cast of {title}", show_lines=True, expand=False)
+    table.add_column("character", overflow="fold", max_width=16)
+    table.add_column("who", overflow="fold", max_width=9)
+    table.add_column("voice", overflow="fold", ratio=1)
+    table.add_column("pick", overflow="fold", max_width=14)
     for r in rows:
         why = r["pick_reason"].split(":")[0]  # the full reason is in --json
         pick = (f"audition {r['audition_index']}: " if r.get("audition_index") is not None else "") + why
-        table.add_row(r["name"], str(r.get("gender") or "?"), _age(r), ", ".join(r.get("traits") or ()),
-                      r["description"], pick, os.path.basename(r["lock_path"]))
-    console = Console()
-    console.print(table)
-    locks = {os.path.dirname(os.path.dirname(r["lock_path"])) for r in rows}
-    console.print(f"Locks under {', '.join(sorted(locks))}; full pick reasons and audition files: --json.")
+        table.add_row(r["name"], f"{r.get('gender') or '?'}\n{_age(r)}", r["description"], pick)
+    return table

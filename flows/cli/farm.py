@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.engines import engine_choices
+from flows.cli.options import engine_option
 
 
 @click.command(name="farm")
@@ -14,7 +14,7 @@ from pipeline.engines import engine_choices
               help="Output folder; a relative path is inside deploy.shared_root.")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, exists=True), required=True,
               help="Settings TOML with [deploy] shared_root (the folder every Mac mounts).")
-@click.option("--engine", default="auto", show_default=True, help=engine_choices().replace("|", " | ") + ".")
+@engine_option(default="auto")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
               help="Local checkpoints folder (must exist at this path on every worker).")
 @click.option("--cast", "cast_file", type=click.Path(dir_okay=False, exists=True), default=None, help="Cast file.")

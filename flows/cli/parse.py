@@ -24,13 +24,18 @@ def command(file, as_json, characters, evidence):
     """
     import warnings
 
-    from pipeline.fountain import read_script
+    from pipeline.errors import ScriptError
+    from pipeline.fountain import check_screenplay, read_script
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         screenplay = read_script(file)
     for w in caught:
         click.secho(f"Warning: {w.message}", fg="yellow", err=True)
+    try:  # parse shows any text (Fountain fragments are valid); cast and render refuse what is not a script
+        check_screenplay(screenplay, file)
+    except ScriptError as e:
+        click.secho(f"Warning: {e}", fg="yellow", err=True)
     if as_json:
         click.echo(json.dumps(screenplay.to_json(), indent=2, ensure_ascii=False))
         return

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.engines import engine_choices
+from flows.cli.options import engine_option
 
 
 @click.command(name="regress")
@@ -17,7 +17,7 @@ from pipeline.engines import engine_choices
               help="Golden folder (default: golden/<script stem>/ beside the script, e.g. data/golden/sample/).")
 @click.option("--update", is_flag=True, help="Write this render's fingerprints as the new goldens (then review "
               "and commit them); never fails on differences.")
-@click.option("--engine", default="auto", show_default=True, help=engine_choices().replace("|", " | ") + ".")
+@engine_option(default="auto")
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with base/, voice-design/, custom-voice/ checkpoints (e.g. from make-tiny-models).")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
@@ -47,15 +47,25 @@ def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engi
       readthrough regress data/sample.fountain -o out/regress --junit reports/audio.xml
       readthrough regress my.fountain --golden goldens/my --settings ci.toml --cast my.cast.toml -o out/my
     """
-    from flows.regress import regression_flow
-    from pipeline.regression.compare import RegressionFailed
+    from flows.cli.preflight import preflight
+    from flows.cli.render import prefect_env
+    from flows.server import prefect_api
+    from pipeline.config import home_dir
 
-    state = regression_flow(
-        str(script), str(out_dir), golden_dir=str(golden) if golden else None, update=update, engine=engine,
-        models_dir=models_dir, settings_file=settings_file, junit=junit, speaker=not no_speaker, cast_file=cast_file,
-        return_state=True,
-    )
-    result = state.result(raise_on_failure=False)
+    prefect_env(False)
+    preflight(script, engine=engine, models_dir=models_dir, settings_file=settings_file, cast_file=cast_file)
+    with prefect_api(home_dir()):
+        from flows.regress import regression_flow
+        from flows.reporting import quiet_prefect_console
+        from pipeline.regression.compare import RegressionFailed
+
+        quiet_prefect_console(False)
+        state = regression_flow(
+            str(script), str(out_dir), golden_dir=str(golden) if golden else None, update=update, engine=engine,
+            models_dir=models_dir, settings_file=settings_file, junit=junit, speaker=not no_speaker,
+            cast_file=cast_file, return_state=True,
+        )
+        result = state.result(raise_on_failure=False)
     if isinstance(result, RegressionFailed):
         _show(result.report)
         raise result

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import click
 
-from pipeline.engines import engine_choices
+from flows.cli.options import engine_option
+from flows.cli.preflight import MASTER_FORMATS
 from pipeline.errors import ReadthroughError, RenderError, SettingsError
 
 
@@ -33,17 +33,9 @@ def parse_scene_list(text: str | None) -> list[str] | None:
 def prefect_env(verbose: bool) -> None:
     """Offline-friendly Prefect defaults; must run before Prefect is imported."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
-
-
-def engine_line(settings_file, overrides, engine, models_dir) -> tuple[str, str]:
-    """(engine, reason) exactly as the flow will resolve it — printed before Prefect starts."""
-    from pipeline.config import load_settings
-    from pipeline.engines.select import resolve_engine
-
-    settings = load_settings(settings_file, overrides or None)
-    return resolve_engine(settings, models_dir, engine=None if engine in (None, "", "auto") else engine)
 
 
 class ProgressView:
@@ -101,12 +93,53 @@ def summary_lines(report: dict, wall: float) -> list[str]:
     return lines
 
 
+def _sealed_report(report_path: Path, key: str | None, wall: float) -> dict:
+    """The flow's report with the command's wall time (what the console shows) and, when it completed, what a
+    later replay must find unchanged (flows/replay)."""
+    from flows import replay
+    from pipeline.render_report import load_render_report, save_render_report
+
+    report = load_render_report(report_path)
+    report = report.model_copy(update={"flow_seconds": report.wall_seconds, "wall_seconds": round(wall, 3)})
+    if key is not None and report.status == "completed" and not report.scenes_requested:
+        report = replay.seal(report, key)
+    save_render_report(report_path, report)
+    _record(report_path.parent, report.script)
+    return report.to_json()
+
+
+def _record(out_dir: Path, script) -> None:
+    """`readthrough store prune` must see every report that names a lock (flows/housekeeping)."""
+    from flows.housekeeping import record_render
+    from pipeline.config import home_dir
+
+    try:
+        record_render(home_dir(), out_dir, script)
+    except OSError as e:
+        click.secho(f"Warning: could not record this render in {home_dir() / 'renders'} ({e}); `store prune` "
+                    "will not know its locks are in use.", fg="yellow", err=True)
+
+
+def _print_failures(report: dict) -> None:
+    for f in report.get("failed_lines", []):
+        click.echo(f"  FAILED scene {f.get('scene')}, line {f.get('source_line')} {f.get('character')}: "
+                   f"“{f.get('text')}” — {f.get('reason')}", err=True)
+
+
+def _interrupted_line(report: dict | None) -> str:
+    if not report:
+        return "Interrupted. Run the same command again to resume."
+    scenes = report.get("scenes", [])
+    done = sum(1 for s in scenes if s.get("status") == "done")
+    return (f"Interrupted: {done} of {len(scenes)} scene(s) done, finished lines kept. Run the same command again "
+            "to resume.")
+
+
 @click.command(name="render")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: scenes/, the master, cue sheet, subtitles, render-report.json.")
-@click.option("--engine", default=None, metavar=engine_choices(),
-              help="Speech engine (default: render.engine from settings, itself 'auto').")
+@engine_option()
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with base/ and voice-design/ Qwen3-TTS checkpoints (e.g. from make-tiny-models).")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
@@ -120,12 +153,15 @@ def summary_lines(report: dict, wall: float) -> list[str]:
               help="What the narrator reads (default: narration.mode from settings, itself 'action').")
 @click.option("--scenes", "scenes_text", metavar="LIST",
               help="Render only these scenes, e.g. 1,3 or 2-4 (no master).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(MASTER_FORMATS, case_sensitive=False),
+              help="Master format; repeat for several (default: output.master_formats, i.e. wav). "
+                   "mp3 and m4b are encoded by ffmpeg, which must be on PATH.")
 @click.option("--force", is_flag=True, help="Ignore task caches and the line store: rerun the casting steps, re-render every line, re-mix.")
 @click.option("--quality", type=click.Choice(["draft", "final"]),
               help="draft: the small Base model; final: the big one.")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
 def command(script, out_dir, engine, models_dir, settings_file, cast_file, lexicon_file, narration, scenes_text,
-            force, quality, verbose):
+            formats, force, quality, verbose):
     """Render SCRIPT (Fountain) into a full-cast, narrated read-through in OUT.
 
     \b
@@ -137,22 +173,32 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, lexic
 
     \b
     Reruns are cheap: finished lines and scenes are reused from the line store and Prefect's cache
-    ($READTHROUGH_HOME); a failed run is retried by running the same command again.
+    ($READTHROUGH_HOME); a failed or interrupted run is resumed by running the same command again. A rerun
+    where nothing changed (script, settings, cast, code, outputs) is answered from the last report in well
+    under a second, without starting Prefect.
+
+    \b
+    Ctrl-C stops after the line in flight, writes render-report.json (status "interrupted") and exits 130;
+    press it twice to quit at once.
 
     \b
     Examples:
       readthrough render data/sample.fountain -o out/
-      readthrough render script.fountain -o out/ --engine preview
+      readthrough render script.fountain -o out/ --engine preview --format mp3 --format flac
       readthrough render script.fountain -o out/ --models tiny-models/ --scenes 1,3
       readthrough render script.fountain -o out/ --settings my.toml --cast cast.toml --quality draft
       readthrough render script.fountain -o out/ --narration none --lexicon names.toml
       readthrough render script.fountain -o out/ --force
-    Runs in Prefect's ephemeral mode; set PREFECT_API_URL to record runs on a server.
+    Starts a private Prefect server for the run; set PREFECT_API_URL to record runs on your own server.
     """
-    from rich.console import Console
+    from flows import replay
+    from flows.cli import elapsed
+    from flows.cli.preflight import master_overrides, preflight
+    from pipeline.config import home_dir
+    from pipeline.render_report import REPORT_NAME
 
     prefect_env(verbose)
-    overrides = {"render.quality": quality} if quality else {}
+    overrides = {**({"render.quality": quality} if quality else {}), **master_overrides(formats)}
     if narration:
         overrides["narration.mode"] = narration
     if lexicon_file:
@@ -160,38 +206,67 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, lexic
 
         load_lexicon(lexicon_file)  # a bad file fails here, before anything runs
     scenes = parse_scene_list(scenes_text)
-    name, reason = engine_line(settings_file, overrides, engine, models_dir)
+    pre = preflight(script, engine=engine, models_dir=models_dir, settings_file=settings_file,
+                    overrides=overrides, cast_file=cast_file, scenes=scenes)
+    for note in pre.warnings:
+        click.secho(f"Warning: {note}", fg="yellow", err=True)
+    click.echo(f"Engine: {pre.engine} — {pre.reason}")
+    report_path = Path(out_dir) / REPORT_NAME
+    key = replay.inputs_key(script, pre.settings, pre.engine, models_dir, cast_file, pre.castfile, out_dir,
+                            home_dir(), scenes, lexicon_file=lexicon_file)
+    if not force and replay.enabled():
+        report = replay.replay(report_path, key, wall=elapsed)
+        if report is not None:
+            click.echo("Nothing changed since the last render (inputs and outputs verified); Prefect not started.")
+            for line in summary_lines(report, report["wall_seconds"]):
+                click.echo(line)
+            return
+    _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force, verbose,
+              report_path, key, lexicon_file)
+
+
+def _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force, verbose,
+              report_path: Path, key: str, lexicon_file: str | None = None) -> None:
+    from rich.console import Console
+
+    from flows import interrupt
+    from flows.cli import elapsed
+    from flows.server import prefect_api
+    from pipeline.config import home_dir
+
     console = Console(stderr=True)
-    click.echo(f"Engine: {name} — {reason}")
+    with prefect_api(home_dir()) as server:
+        from flows.reporting import listen, quiet_prefect_console
+        from flows.render import render_flow
 
-    from flows.reporting import listen, quiet_prefect_console
-    from flows.render import render_flow
-    from pipeline.render_report import REPORT_NAME, load_render_report
-
-    quiet_prefect_console(verbose)
-    started = time.perf_counter()
-    with ProgressView(console) as view, listen(view):
-        state = render_flow(os.fspath(Path(script)), os.fspath(Path(out_dir)), engine=name, models_dir=models_dir,
-                            settings_file=settings_file, overrides=overrides or None, cast_file=cast_file,
-                            scenes=scenes, force=force, lexicon_file=lexicon_file, return_state=True)
-    wall = time.perf_counter() - started
-    exc = None
-    if not state.is_completed():
-        exc = state.result(raise_on_failure=False)
+        quiet_prefect_console(verbose)
+        notice = lambda: console.print(  # noqa: E731
+            "[yellow]Stopping after the line in flight… (Ctrl-C again to quit at once)[/yellow]")
+        with interrupt.on_sigint(notice, server.kill_now if server else None), ProgressView(console) as view, \
+                listen(view):
+            state = render_flow(os.fspath(Path(script)), os.fspath(Path(out_dir)), engine=engine or "auto",
+                                models_dir=models_dir, settings_file=settings_file, overrides=overrides or None,
+                                cast_file=cast_file, scenes=scenes, force=force, lexicon_file=lexicon_file,
+                                return_state=True)
+        exc = None
+        if not state.is_completed():
+            exc = state.result(raise_on_failure=False)
+    report = _sealed_report(report_path, key, elapsed()) if report_path.is_file() else None
+    if isinstance(exc, interrupt.RenderInterrupted) or interrupt.requested():
+        raise interrupt.RenderInterrupted(_interrupted_line(report))
+    if exc is not None:
         if isinstance(exc, ReadthroughError) and not isinstance(exc, RenderError):
             raise exc
         if not isinstance(exc, RenderError):
             raise RenderError(f"The render flow ended {state.name}: {state.message}. Rerun with --verbose for "
                               "Prefect's log.")
-    report_path = Path(out_dir) / REPORT_NAME
-    report = load_render_report(report_path).to_json()
-    for line in summary_lines(report, wall):
+    if report is None:
+        raise RenderError(f"The render flow wrote no report at {report_path}. Rerun with --verbose.")
+    for line in summary_lines(report, report["wall_seconds"]):
         click.echo(line)
     if exc is None:
         return
-    for f in report.get("failed_lines", []):
-        click.echo(f"  FAILED scene {f.get('scene')}, line {f.get('source_line')} {f.get('character')}: "
-                   f"“{f.get('text')}” — {f.get('reason')}", err=True)
+    _print_failures(report)
     if report["counts"]["failed"]:
         raise RenderError(f"{report['counts']['failed']} line(s) failed; the report is {report_path}. "
                           "Run the same command again to retry only what failed.")

@@ -166,18 +166,23 @@ def inspect(file, as_json):
 @click.option("--tag", "tags", multiple=True, help="voice.tags (repeatable)")
 @click.option("--size", type=click.Choice(["0.6b", "1.7b"]), help="Model size, if the model id does not say it.")
 def export(lock_file, out, gender, age_range, tags, size):
-    """Write a clone lock as a .vox file (vox-format 0.4.0) other tools can read.
+    """Write a clone lock as a .vox file (vox-format 0.4.0) other tools can read. Delivery variants cast with the
+    lock (the variant locks beside it whose params name it as their neutral voice) go into the same file.
 
     \b
     Example:
       readthrough voices export ~/.readthrough/locks/marge/marge-1a2b3c4d5e6f.lock.safetensors marge.vox --tag warm
     """
     from pipeline.lock import load_lock
+    from pipeline.variants import family_variants
     from pipeline.vox import export_vox
 
     lock = load_lock(lock_file)
-    path = export_vox(lock, out, gender=gender, age_range=age_range or None, tags=tags, size=size)
-    click.echo(f"Wrote {path} (voice {lock.name!r})")
+    variants = family_variants(lock_file, lock)
+    path = export_vox(lock, out, gender=gender, age_range=age_range or None, tags=tags, size=size,
+                      variants=variants)
+    also = f", with delivery variants: {', '.join(v.params['delivery'] for v in variants)}" if variants else ""
+    click.echo(f"Wrote {path} (voice {lock.name!r}{also})")
 
 
 @command.command(name="import")
@@ -186,7 +191,8 @@ def export(lock_file, out, gender, age_range, tags, size):
 @click.option("--model", "model_id", help="Pick the clone prompt for this Base model id or size (e.g. 0.6b).")
 @click.option("--language", help="Pick the clone prompt for this language (BCP-47); falls back to the default.")
 def import_cmd(vox_file, out_dir, model_id, language):
-    """Turn a .vox's Qwen3-TTS clone prompt into a voice lock under OUT_DIR (default $READTHROUGH_HOME/locks).
+    """Turn a .vox's Qwen3-TTS clone prompt into a voice lock under OUT_DIR (default $READTHROUGH_HOME/locks), and
+    each delivery variant it carries (written by readthrough) into a variant lock beside it.
 
     \b
     Examples:
@@ -194,9 +200,13 @@ def import_cmd(vox_file, out_dir, model_id, language):
       readthrough voices import marge.vox out/locks --model 1.7b --language es
     """
     from pipeline.lock import lock_path, save_lock
-    from pipeline.vox import import_vox
+    from pipeline.variants import variant_lock_path
+    from pipeline.vox import import_vox, import_vox_variants
 
     lock = import_vox(vox_file, model_id=model_id, language=language)
     root = Path(out_dir) if out_dir else _locks_root(None)
     path = save_lock(lock, lock_path(root, lock.name, lock.digest()))
     click.echo(f"Wrote {path} (voice {lock.name!r}, model {lock.model_id})")
+    for v in import_vox_variants(vox_file, lock):
+        vpath = save_lock(v, variant_lock_path(root, lock.name, v.params["delivery"], v.digest()))
+        click.echo(f"Wrote {vpath} (delivery variant {v.params['delivery']!r})")

@@ -10,7 +10,7 @@ from ..evidence import Evidence
 
 from .profile import CharacterProfile, FieldEvidence, Gender
 
-HEURISTIC_VERSION = "1"
+HEURISTIC_VERSION = "2"  # 2: a cue naming gender or age wins over weak evidence; role nouns (ART GIRL) are adults
 
 
 # --------------------------------------------------------------------------------------------- word lists
@@ -241,11 +241,12 @@ def _gender(evidence: Evidence) -> tuple[Gender, FieldEvidence]:
         votes[kind] += weight
         snippets.append(why)
 
-    for w in _words(evidence.name):
+    for w in _words(evidence.name):  # the cue names it (MALE VOICE, OLD WOMAN, MAN #2): outweighs pronouns, names
         w = w.rstrip(".")
-        for kind, lex in (("male", _MALE_WORDS), ("female", _FEMALE_WORDS), ("nonbinary", _NONBINARY_WORDS)):
+        for kind, lex in (("male", _MALE_WORDS | _MALE_CUE_WORDS), ("female", _FEMALE_WORDS | _FEMALE_CUE_WORDS),
+                          ("nonbinary", _NONBINARY_WORDS)):
             if w in lex:
-                vote(kind, 2.0, f"name {evidence.name!r} contains {w!r}")
+                vote(kind, CUE_WEIGHT, f"name {evidence.name!r} contains {w!r}")
     note = evidence.introduction.age_note if evidence.introduction else None
     if note:
         for w in _words(note):
@@ -330,6 +331,51 @@ def parse_age_note(note: str) -> tuple[int, int] | None:
     return (lo, hi)
 
 
+CUE_WEIGHT = 4.0  # a gender word in the cue: more than an appositive (2) plus a few pronouns (0.6–1 each)
+_MALE_CUE_WORDS = {"male", "masculine"}
+_FEMALE_CUE_WORDS = {"female", "feminine"}
+_CHILD_NOUNS = {"boy", "girl", "child", "kid", "schoolboy", "schoolgirl"}
+_CHILD_MODIFIERS = {"little", "young", "small", "tiny", "wee", "baby", "school", "younger"}
+_ADULT_NOUNS = {"man", "woman", "men", "women", "lady", "gentleman", "guy", "adult", "professional", "mother",
+                "father", "wife", "husband", "widow", "widower"}
+_ADULT_LOOKS = re.compile(r"\b(?:attractive|sexy|beautiful|handsome|gorgeous|stunning|glamorous|seductive|"
+                          r"buxom|sultry|voluptuous)\b", re.IGNORECASE)
+
+
+def _cue_age(evidence: Evidence) -> tuple[tuple[int, int], FieldEvidence] | None:
+    """An age the cue itself names: OLD WOMAN → old; LITTLE GIRL → child; GIRL → child unless the script calls her
+    attractive & co. or the noun names a role (ART GIRL, DELIVERY BOY: an adult); YOUNG WOMAN → young adult."""
+    ws = [w.rstrip(".") for w in _words(evidence.name)]
+    for i, w in enumerate(ws):
+        before = ws[i - 1] if i else None
+        if w in _CHILD_NOUNS:
+            if before and before not in _CHILD_MODIFIERS and before not in _AGE_WORDS and not before.isdigit():
+                return (18, 30), FieldEvidence(confidence=0.5, evidence=(
+                    f"name {evidence.name!r}: {before!r} {w!r} names a role, so an adult",))
+            look = _adult_look(evidence)
+            if look and before not in ("little", "tiny", "baby", "wee"):
+                return (18, 30), FieldEvidence(confidence=0.5, evidence=(f"{w!r} described as an adult: {look!r}",))
+            rng = (6, 12) if before in _CHILD_MODIFIERS else _AGE_WORDS.get(w, (6, 14))
+            return rng, FieldEvidence(confidence=0.6, evidence=(f"name {evidence.name!r} contains {w!r}",))
+        if w == "young" and i + 1 < len(ws) and ws[i + 1] in _ADULT_NOUNS:
+            return (18, 30), FieldEvidence(confidence=0.6, evidence=(f"name: 'young {ws[i + 1]}'",))
+        if w in _AGE_WORDS and w != "young":
+            return _AGE_WORDS[w], FieldEvidence(confidence=0.6, evidence=(f"name {evidence.name!r} contains {w!r}",))
+    return None
+
+
+def _adult_look(evidence: Evidence) -> str | None:
+    """`an attractive young ART GIRL`: an adult-only description within a few words before the name."""
+    name = re.escape(evidence.name)
+    pattern = re.compile(_ADULT_LOOKS.pattern + r"(?:[\s,]+[\w'’-]+){0,3}?[\s,]+" + name + r"\b", re.IGNORECASE)
+    texts = ([evidence.introduction.text] if evidence.introduction else []) + list(evidence.action_mentions)
+    for text in texts:
+        m = pattern.search(text)
+        if m:
+            return snip(m.group(0), 80)
+    return None
+
+
 def _age(evidence: Evidence) -> tuple[tuple[int, int] | None, FieldEvidence]:
     intro = evidence.introduction
     if intro is not None and intro.age_note:
@@ -356,7 +402,10 @@ def _age(evidence: Evidence) -> tuple[tuple[int, int] | None, FieldEvidence]:
                 rng = parse_age_note(note)
                 if rng:
                     return rng, FieldEvidence(confidence=0.75, evidence=(snip(m.group(0)),))
-    word_sources = [("name", evidence.name)] + [("introduction", t) for t in texts]
+    named = _cue_age(evidence)  # what the cue says beats loose words in the introduction
+    if named is not None:
+        return named
+    word_sources = [("introduction", t) for t in texts]
     for where, text in word_sources:
         ws = _words(text)
         for i, w in enumerate(ws):

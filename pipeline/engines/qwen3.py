@@ -111,7 +111,8 @@ def model_identity(model_id: str) -> str:
 
 
 class Qwen3Options(EngineOptions):
-    """The settings the qwen3 engine reads ([render] sampling, runaway guard and batching; models.memory_factor)."""
+    """The settings the qwen3 engine reads ([render] sampling, runaway guard and batching; models.memory_factor;
+    whether `[delivery] mode` prefixes instructs to clone prompts — line keys carry that per line, not here)."""
 
     quality: Literal["draft", "final"]
     batch_size: int
@@ -124,6 +125,7 @@ class Qwen3Options(EngineOptions):
     min_seconds: float
     silence_rms: float
     memory_factor: float
+    prefix_instructs: bool = False
 
     @classmethod
     def from_settings(cls, settings) -> "Qwen3Options":
@@ -131,7 +133,7 @@ class Qwen3Options(EngineOptions):
         return cls(quality=r.quality, batch_size=r.batch_size, temperature=r.temperature, top_k=r.top_k,
                    top_p=r.top_p, repetition_penalty=r.repetition_penalty, max_retakes=r.max_retakes,
                    seconds_per_word=r.seconds_per_word, min_seconds=r.min_seconds, silence_rms=r.silence_rms,
-                   memory_factor=settings.models.memory_factor)
+                   memory_factor=settings.models.memory_factor, prefix_instructs=settings.delivery.instruct)
 
 
 class Qwen3Engine:
@@ -339,6 +341,23 @@ class Qwen3Engine:
             seed = job.seed + retakes
             take = self._preset_take(lock, job, seed)
         return RenderOutcome(key=job.key, audio=take.audio, tokens=take.tokens, retakes=retakes, seed=seed)
+
+    def prompt_instruct(self, job: RenderJob) -> str | None:
+        """The instruct prefixed to `job`'s clone prompt: its own with `[delivery] mode` instruct or both, else none
+        (Base in-context cloning has no instruct of its own; docs/delivery.md)."""
+        return job.instruct if self.options.prefix_instructs and job.instruct else None
+
+    def clone_prompt_length(self, lock: VoiceLock, text: str, instruct: str | None = None,
+                            language: str = "en") -> int:
+        """Prefill length (tokens) of `text`'s clone prompt in `lock`'s voice, with `instruct` prefixed if given."""
+        def measure():
+            builder = self.prompt_builder()
+            codes, x_vector = self.clone_prompt(lock)
+            lang = language_name(language)
+            voice = builder.voice((lock.digest(), self.base_id, lang), codes, x_vector, lock.ref_text, lang)
+            return int(builder.row(voice, text, instruct).shape[1])
+
+        return on_mlx_thread(measure)
 
     def _preset_take(self, lock: VoiceLock, job: RenderJob, seed: int) -> _Take:
         import mlx.core as mx

@@ -12,7 +12,7 @@ prefix) is built ONCE per (voice, language) per process (`PromptBuilder.voice`);
 
 A row's prompt (`PromptBuilder.row`):
 
-    [instruct prefix?]  <|im_start|>user\\n{instruct}<|im_end|>\\n        optional, per row (None today)
+    [instruct prefix?]  <|im_start|>user\\n{instruct}<|im_end|>\\n        optional, per row ([delivery] instruct/both)
     role                <|im_start|>assistant\\n
     codec prefix        think/nothink, language, x-vector, pad … over tts pad, then tts bos
     ICL text            ref transcript + line text + tts eos              over codec pad
@@ -210,7 +210,8 @@ class Qwen3BatchSession:
     """
 
     def __init__(self, builder: PromptBuilder, batch_size: int, sampling: Sampling, *, prompt_for: Callable,
-                 cap_for: Callable, judge: Judge, max_retakes: int, policy: str = "continuous"):
+                 cap_for: Callable, judge: Judge, max_retakes: int, policy: str = "continuous",
+                 instruct_for: Callable[[RenderJob], str | None] = lambda job: None):
         import mlx.core as mx
 
         if policy not in ("continuous", "static"):
@@ -222,6 +223,7 @@ class Qwen3BatchSession:
         self.penalty = max(sampling.repetition_penalty, ICL_MIN_REPETITION_PENALTY)
         self.prompt_for, self.cap_for, self.judge = prompt_for, cap_for, judge
         self.max_retakes = max_retakes
+        self.instruct_for = instruct_for  # the instruct prefixed to a row's prompt (docs/delivery.md), or None
         self.policy = policy
         self.stats = SessionStats(batch_size=self.batch_size)
         c = model.config.talker_config
@@ -314,8 +316,9 @@ class Qwen3BatchSession:
         return cache, logits[:, -1, :], hidden[:, -1:, :]
 
     def _row_embeds(self, row: _Row):
-        """Where a per-row instruct prefix plugs in (issue 13): pass it as PromptBuilder.row(..., instruct=)."""
-        return self.builder.row(row.voice, row.row.job.text, None)
+        """The row's prefill: its line in its voice, with its instruct turn in front when `instruct_for` gives one."""
+        job = row.row.job
+        return self.builder.row(row.voice, job.text, self.instruct_for(job))
 
     def _join(self, cache, row_cache):
         from mlx_audio.lm.models.cache import BatchKVCache
@@ -480,4 +483,4 @@ class Qwen3RenderSession:
             builder, self.batch_size, Sampling(r.temperature, r.top_k, r.top_p, r.repetition_penalty),
             prompt_for=prompt_for, cap_for=lambda job: engine._cap(job.text),
             judge=lambda audio, tokens, cap: _judge(audio, tokens, cap, r.silence_rms),
-            max_retakes=r.max_retakes, policy=self.policy)
+            max_retakes=r.max_retakes, policy=self.policy, instruct_for=engine.prompt_instruct)

@@ -1,0 +1,171 @@
+"""Mixing and mastering cost (issue 19): the render of a corpus script with the old mixing path and the new one,
+side by side in one run, for the instant and the preview engine.
+
+For each engine and path, each phase in a fresh process (so peak RSS is that phase's own): a cold render (empty
+work dir), a fully cached rerun, and a rerun after editing one dialogue line. Printed per row: wall, time inside
+mix_scene and assemble_master (timed around the calls in both paths), mixing share of the wall, peak RSS.
+
+  old  the mix and master of commit bench/_old_mix.OLD_COMMIT (iterative loudness, whole scenes in memory, master
+       metered and written in two streaming passes), loaded from git history into this process only
+  new  today's pipeline (one-pass leveller, streamed scenes, master from the scenes' block figures, copied samples)
+
+Targets: mixing ≤ 10 % of a preview render's wall; peak RSS of a render ≤ 1.3× a cached rerun's; edit rerun ≤
+cached rerun + 3 s.
+
+    .venv/bin/python bench/bench_mix.py                       # yntswyd, instant + preview, old + new
+    .venv/bin/python bench/bench_mix.py --engines instant --paths new --keep /tmp/bench-mix
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+for p in (REPO, REPO / "bench"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+CORPUS_SCRIPT = REPO.parent / "shared" / "corpus" / "fountain" / "yntswyd.fountain"
+if not CORPUS_SCRIPT.is_file():
+    CORPUS_SCRIPT = Path("/work/shared/corpus/fountain/yntswyd.fountain")
+
+
+# ------------------------------------------------------------------------------------------------ child
+
+
+def _timed(module, name: str, acc: dict) -> None:
+    original = getattr(module, name)
+
+    def wrapper(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return original(*a, **kw)
+        finally:
+            acc[name] = acc.get(name, 0.0) + time.perf_counter() - t
+
+    setattr(module, name, wrapper)
+
+
+def child(script: str, out: str, engine: str, path: str) -> dict:
+    import pipeline.assemble as assemble
+
+    if path == "old":
+        from _old_mix import old_functions
+
+        assemble.mix_scene, assemble.assemble_master = old_functions()
+    acc: dict[str, float] = {}
+    _timed(assemble, "mix_scene", acc)  # flows/tasks import these from pipeline.assemble at call time
+    _timed(assemble, "assemble_master", acc)
+    from bench_flow import start_prefect
+    from flows.render import render_flow
+
+    startup = start_prefect()  # the ephemeral server's start is not the render's cost: paid before timing
+    t0 = time.perf_counter()
+    report = render_flow(script, out, engine=engine)
+    wall = time.perf_counter() - t0
+    return {"wall": wall, "prefect_start": startup, "mixing": acc.get("mix_scene", 0.0), "master": acc.get("assemble_master", 0.0),
+            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rendered": report["counts"]["rendered"],
+            "audio_min": report["audio_seconds"] / 60, "timings": report.get("timings"),
+            "lufs": (report.get("master") or {}).get("lufs")}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ parent
+
+
+def edit_one_line(script: Path, dest: Path) -> str:
+    """Copy `script` to `dest` with one dialogue line (in the middle of the script) changed; returns the edit."""
+    from pipeline.fountain import read_script
+
+    sp = read_script(script)
+    dialogues = [(i, d) for i, d in sp.dialogues() if d.spoken and d.spoken[0].line]
+    _, d = dialogues[len(dialogues) // 2]
+    rows = script.read_text(encoding="utf-8").split("\n")
+    n = d.spoken[0].line - 1
+    rows[n] = rows[n].rstrip() + " Or so they said."
+    dest.write_text("\n".join(rows), encoding="utf-8")
+    return f"line {n + 1} ({d.character})"
+
+
+def run_child(script: Path, out: Path, home: Path, engine: str, path: str, prefect_home: Path) -> dict:
+    env = {**os.environ, "READTHROUGH_HOME": str(home), "PREFECT_HOME": str(prefect_home),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}  # fmt: skip
+    env.pop("PREFECT_API_URL", None)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", str(script), str(out), engine, path], env=env,
+                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
+        raise SystemExit(f"{engine}/{path} failed (exit {proc.returncode})")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process"] = time.perf_counter() - t0
+    return result
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--script", type=Path, default=CORPUS_SCRIPT)
+    ap.add_argument("--engines", nargs="+", default=["instant", "preview"])
+    ap.add_argument("--paths", nargs="+", default=["old", "new"], choices=["old", "new"])
+    ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder, removed)")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(*a.child)))
+        return
+    if not a.script.is_file():
+        raise SystemExit(f"{a.script} not found: pass --script (the corpus lives in ../shared/corpus/fountain/).")
+    root = a.keep or Path(tempfile.mkdtemp(prefix="bench-mix-"))
+    if a.keep and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        script = root / a.script.name
+        shutil.copy(a.script, script)
+        edited = root / f"edited-{a.script.name}"
+        what = edit_one_line(script, edited)
+        prefect_home = root / "prefect-home"
+        print(f"script {a.script.name}; edit: {what}; cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}",
+              flush=True)  # fmt: skip
+        rows = []
+        for engine in a.engines:
+            for path in a.paths:
+                home, out = root / f"home-{engine}-{path}", root / f"out-{engine}-{path}"
+                cold = run_child(script, out, home, engine, path, prefect_home)
+                cached = run_child(script, out, home, engine, path, prefect_home)
+                edit = run_child(edited, out, home, engine, path, prefect_home)
+                rows.append((engine, path, cold, cached, edit))
+                share = cold["mixing"] / cold["wall"] * 100
+                print(f"{engine:8s} {path:3s} cold {cold['wall']:6.1f} s (mixing {cold['mixing']:5.1f} s = "
+                      f"{share:4.1f} %, master {cold['master']:4.1f} s, {cold['audio_min']:.1f} min audio) "
+                      f"RSS {cold['rss_mib']:5.0f} MiB | cached {cached['wall']:5.1f} s RSS {cached['rss_mib']:5.0f} "
+                      f"MiB | edit {edit['wall']:5.1f} s (mixing {edit['mixing']:4.1f} s, master "
+                      f"{edit['master']:4.1f} s) RSS {edit['rss_mib']:5.0f} MiB", flush=True)  # fmt: skip
+                if cold.get("timings"):
+                    print(f"{'':13s}report timings, cold: {cold['timings']}", flush=True)
+        print("\ntargets (new path): mixing ≤ 10 % of a preview render; render peak RSS ≤ 1.3× cached; "
+              "edit ≤ cached + 3 s")
+        for engine, path, cold, cached, edit in rows:
+            share = cold["mixing"] / cold["wall"] * 100
+            ratio = cold["rss_mib"] / cached["rss_mib"]
+            extra = edit["wall"] - cached["wall"]
+            ok = lambda c: "ok" if c else "MISSED"  # noqa: E731
+            print(f"{engine:8s} {path:3s} mixing share {share:4.1f} % ({ok(share <= 10) if engine == 'preview' else '-'})"
+                  f" | RSS render/cached {ratio:4.2f}× ({ok(ratio <= 1.3)}) | edit − cached {extra:+5.1f} s "
+                  f"({ok(extra <= 3)})")  # fmt: skip
+    finally:
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
