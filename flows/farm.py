@@ -213,7 +213,8 @@ def farm_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str |
         screenplay = parse_task(script_c)
         with mlx_slot(spec):  # casting uses the engine; released before the shards need the slot
             cast_characters(screenplay, evidence_task(screenplay), spec, load_cast(screenplay, cast_c), force=force)
-        weights = {scene_label(screenplay, i): len(screenplay.scenes[i].dialogues) for i in spoken_scenes(screenplay)}
+        weights = {scene_label(screenplay, i): len(screenplay.scenes[i].dialogues) + 1  # + its narration
+                   for i in spoken_scenes(screenplay, settings.narration.mode)}
         dep_name = f"{render_flow.name}/{d.render_deployment}"
         with get_client(sync_client=True) as client:
             _require_deployment(client, dep_name, d.work_pool)

@@ -34,8 +34,8 @@ from pipeline.files import FolderBusyError, folder_lock, sweep_temps
 from pipeline.fountain import plain_title
 from pipeline.keys import content_key
 from pipeline.render_report import (
-    REPORT_NAME, CastRecord, Counts, RenderReport, SceneRecord, Timings, VariantRecord,
-    save_render_report,
+    REPORT_NAME, CastRecord, Counts, LexiconRecord, NarrationRecord, RenderReport, SceneRecord, Timings,
+    VariantRecord, save_render_report,
 )
 from pipeline.review import CAST_RESULTS_NAME, write_cast_results
 from pipeline.store import LineStore
@@ -44,7 +44,8 @@ from pipeline.store import LineStore
 def assembly_payload(settings) -> dict:
     """Settings that change a scene mix or the master (and so their keys)."""
     return {"pauses": settings.pauses.model_dump(mode="json"), "loudness": settings.loudness.model_dump(mode="json"),
-            "output": settings.output.model_dump(mode="json")}
+            "output": settings.output.model_dump(mode="json"), "narration": settings.narration.model_dump(mode="json"),
+            "offscreen": settings.offscreen.model_dump(mode="json"), "mix": "trim-pieces-1"}
 
 
 def _scene_intact(result: dict) -> bool:
@@ -189,6 +190,24 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
     return [records[i] for i in selected], stats.to_json()
 
 
+def run_lexicon(castfile, lexicon_file: str | None):
+    """The run's lexicon: the cast file's [lexicon], then `--lexicon FILE` on top."""
+    from pipeline.lexicon import EMPTY_LEXICON, load_lexicon
+
+    lexicon = castfile.lexicon if castfile is not None else EMPTY_LEXICON
+    return lexicon.merged(load_lexicon(lexicon_file)) if lexicon_file else lexicon
+
+
+def lexicon_report(lexicon, jobs) -> LexiconRecord:
+    """Entries, their sources, and the entries that matched no spoken line (reported, not an error)."""
+    if not lexicon:
+        return LexiconRecord()
+    written = [j.line_text for j in jobs if j.piece == 0]
+    return LexiconRecord(entries=len(lexicon.entries), sources=list(lexicon.sources), unused=lexicon.unused(written),
+                         respelled_lines=sum(1 for j in jobs if j.piece == 0 and j.cue_text is not None
+                                             and lexicon.apply(j.cue_text) != j.cue_text))
+
+
 def _timings(wall: float, casting: float, scenes: float, records: list[dict], master: float) -> dict:
     """Where this run's time went, in seconds: casting, engine (the render stage less its mixes; 0 when no line was
     rendered), mixing (scene mixes), master (master files and deliverables) and other (parsing, planning,
@@ -292,13 +311,16 @@ def _interrupted(path: Path, spec: RunSpec, script, screenplay, reason, engine_d
 def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str | None = None,
                 settings_file: str | None = None, overrides: dict[str, Any] | None = None,
                 cast_file: str | None = None, scenes: list[str | int] | None = None, force: bool = False,
-                report_name: str = REPORT_NAME, command: list[str] | None = None) -> dict:
+                report_name: str = REPORT_NAME, lexicon_file: str | None = None,
+                command: list[str] | None = None) -> dict:
     """Render SCRIPT into OUT_DIR; returns the render report (also written to OUT_DIR/render-report.json).
 
-    Raises RenderError (the flow ends Failed) when any line failed, naming each failed scene and line. One render
-    per output folder at a time: a second one into the same folder stops at once saying another render is running
-    (renders into different folders run side by side and share the line store; farm shards, each with its own
-    report name, share a folder).
+    What is read: every dialogue line, and the narration of `narration.mode` (default "action": scene headings
+    and action) in the narrator's voice; words of the lexicon (the cast file's [lexicon], then `lexicon_file`)
+    are respelled first. Raises RenderError (the flow ends Failed) when any line failed, naming each failed scene
+    and line. One render per output folder at a time: a second one into the same folder stops at once saying another
+    render is running (renders into different folders run side by side and share the line store; farm shards, each
+    with its own report name, share a folder).
     `command`: the command line that started it (shown on the review page, OUT/index.html, to rerun)."""
     out = Path(out_dir).expanduser().resolve()
     try:
@@ -306,15 +328,16 @@ def render_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str
             for folder in (out, out / "scenes"):  # temp files of a killed render: our names, dead writers only
                 sweep_temps(folder, recursive=False)
             return _render(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force,
-                           report_name, command)
+                           report_name, lexicon_file, command)
     except FolderBusyError as e:
         raise RenderError(str(e)) from None
 
 
 def _render(script: str, out_dir: str, engine: str, models_dir: str | None, settings_file: str | None,
             overrides: dict[str, Any] | None, cast_file: str | None, scenes: list[str | int] | None, force: bool,
-            report_name: str, command: list[str] | None = None) -> dict:
-    from pipeline.render import plan_line_jobs, select_scenes, spoken_scenes
+            report_name: str, lexicon_file: str | None = None,
+            command: list[str] | None = None) -> dict:
+    from pipeline.render import plan_line_jobs, select_scenes
 
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -334,11 +357,12 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
     try:
         screenplay = parse_task(os.fspath(script))
         try:
-            chosen = select_scenes(screenplay, scenes)
+            chosen = select_scenes(screenplay, scenes, s.narration.mode)
         except ValueError as e:
             raise SettingsError(f"--scenes: {e}.") from None
         evidences = evidence_task(screenplay)
         castfile = load_cast(screenplay, cast_file)
+        lexicon = run_lexicon(castfile, lexicon_file)
         with mlx_slot(spec):  # one GPU user per server: held while casting and rendering (flows/concurrency)
             t_cast = time.perf_counter()
             cast = cast_characters(screenplay, evidences, spec, castfile, force=force)
@@ -351,7 +375,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             eng = get_engine(spec.engine, s, spec.models_dir)
             engine_desc = eng.info().identity()
             voices, variants, locks = cast_voices(cast)
-            jobs = plan_line_jobs(screenplay, voices, engine_desc, s, variants)
+            jobs = plan_line_jobs(screenplay, voices, engine_desc, s, variants, lexicon=lexicon)
             warnings = [f"line {j.source_line} ({j.character}): {n}" for j in jobs for n in j.notes
                         if n.startswith("truncated")]
             for w in warnings:
@@ -361,7 +385,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             for j in jobs:
                 by_scene.setdefault(j.scene_index, []).append(j)
             selected = [i for i in chosen if i in by_scene]
-            full = set(selected) == set(i for i in spoken_scenes(screenplay) if i in by_scene)
+            full = set(selected) == set(by_scene)
             emit("plan", scenes=len(selected), lines=sum(len(by_scene[i]) for i in selected))
 
             total = sum(len(by_scene[i]) for i in selected)
@@ -435,6 +459,9 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         timings=Timings(**_timings(wall, casting_s, scenes_s, records, master_s)),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
         command=command,
+        narration=NarrationRecord(mode=s.narration.mode,
+                                  lines=len({(j.scene_index, j.source_line) for j in jobs if j.is_narration})),
+        lexicon=lexicon_report(lexicon, jobs),
     )
     save_render_report(out / report_name, typed)  # farm shards pass their own name (flows/farm.py)
     if report_name == REPORT_NAME:

@@ -77,11 +77,13 @@ def _cast_files(cast_file, castfile) -> dict[str, str | None]:
     return files
 
 
-def inputs_key(script, settings, engine: str, models_dir, cast_file, castfile, out_dir, home, scenes) -> str:
+def inputs_key(script, settings, engine: str, models_dir, cast_file, castfile, out_dir, home, scenes, *,
+               lexicon_file=None) -> str:
     """The content key of everything that determines a render's outputs (see module doc)."""
     return content_key("render-inputs", REPLAY_VERSION, {
         "script": sha256_file(script), "settings": settings.model_dump(mode="json"), "engine": engine,
         "models": _models(settings, engine, models_dir), "cast": _cast_files(cast_file, castfile),
+        "lexicon": sha256_file(lexicon_file) if lexicon_file else None,
         "scenes": list(scenes or []), "out": str(Path(out_dir).expanduser().resolve()),
         "home": str(Path(home).expanduser().resolve()), "code": code_digest(), "versions": _versions()})
 

@@ -323,7 +323,7 @@ def render_lines_task(label: str, jobs: list[dict], locks: dict[str, str], spec:
 @task(name="mix-scene", task_run_name="scene {scene[label]}", cache_key_fn=_param_key("scene_key"), **_CACHED)
 def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str, spec: RunSpec) -> dict:
     """Mix one scene from its stored lines (cached on the scene key: its ordered lines, assembly settings, path)."""
-    from pipeline.assemble import MixLine, mix_scene
+    from pipeline.assemble import mix_line, mix_scene
     from pipeline.render import LineJob
     from pipeline.store import LineStore
 
@@ -334,9 +334,7 @@ def mix_scene_task(scene_key: str, scene: dict, jobs: list[dict], out_path: str,
         raise RenderError(f"Scene {scene['label']}: {len(missing)} line(s) are not in the line store at "
                           f"{store.root} (first {missing[0]}). Run the same command again to render them.")
     emit("scene_start", scene=scene["label"], lines=len(line_jobs))
-    lines = [MixLine(key=j.key, character=j.character, text=j.text, audio_path=store.path(j.key),
-                     dual_group=j.dual_group, dual_side=j.dual_side, pause_before=j.pause_before,
-                     extension=j.extension, effects=tuple(j.effects)) for j in line_jobs]
+    lines = [mix_line(j, store.path(j.key)) for j in line_jobs]
     started = time.perf_counter()
     mix = mix_scene(lines, Path(out_path), spec.settings, scene_index=scene["index"], heading=scene["heading"])
     mixing_s = time.perf_counter() - started
@@ -367,7 +365,8 @@ def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, s
     s = spec.settings
     mixes = [SceneMixResult.from_dict(sc["mix"]) for sc in scenes]
     master = assemble_master(mixes, Path(out_dir), s, title=title)
-    written = write_deliverables(master, out_dir, subtitles=s.output.subtitles)
+    written = write_deliverables(master, out_dir, subtitles=s.output.subtitles,
+                                 narration_subtitles=s.narration.subtitles)
     paths = _requested_masters(master.paths, s.output.master_formats)
     outputs = {f"master_{fmt}": str(p) for fmt, p in paths.items()}
     outputs.update({name: str(p) for name, p in written.items()})

@@ -18,10 +18,10 @@ import soundfile as sf
 
 from . import deliver
 from . import loudness as ld
-from .audio import read_audio, resample
+from .audio import read_audio, resample, trim_silence
 from .config import Settings
-from .effects import apply_effects
-from .errors import RenderError
+from .effects import apply_effects, effects_gain_db, treatments_for
+from .errors import RenderError, SettingsError
 from .files import atomic_path, slug
 from .leveller import LIMIT_MARGIN_DB, Leveller
 from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
@@ -42,8 +42,16 @@ class MixLine:
     dual_group: int | None = None
     dual_side: int = 0  # 0 = left speech, 1 = right speech
     pause_before: float | None = None  # explicit extra pause (beat) from direction, seconds
-    extension: str | None = None  # V.O., O.S. … (kept for future mixing)
-    effects: tuple[str, ...] = ()  # device treatments from parentheticals ("radio", "phone" …: pipeline.effects)
+    extension: str | None = None  # V.O., O.S. …
+    effects: tuple[str, ...] = ()  # treatments: device ("radio", "phone" … from parentheticals), "offscreen" (O.S.)
+    kind: str = "dialogue"  # dialogue, or what the narrator reads (heading, action, transition, centered)
+    piece: int = 0  # pieces of one long line (pipeline.chunks) follow one another, piece 0 … pieces-1, and are
+    pieces: int = 1  # joined with a `pauses.sentence` gap into one placed line with one cue
+    cue_text: str | None = None  # the whole line as written when `text` differs (a piece, a respelled word)
+
+    @property
+    def is_narration(self) -> bool:
+        return self.kind != "dialogue"
 
 
 # ---------------------------------------------------------------- pause model
@@ -79,14 +87,16 @@ def plan_scene(
 ) -> tuple[list[Placement], int]:
     """Place lines (of known lengths in frames) on the scene timeline. Returns (placements, total frames).
 
-    Head pause, then per line a gap: `same_speaker` when the speaker repeats, `speaker_change` otherwise, plus the
+    Head pause, then per line a gap: `same_speaker` when the speaker repeats, `speaker_change` otherwise,
+    `narration.pause` before and after a narration line (`narration.heading_pause` after a spoken heading), plus the
     line's `pause_before`; a dual-dialogue block starts both speeches at one sample (each speech's lines follow one
     another with `same_speaker` gaps) and ends when the longer one ends; then the tail pause.
     """
     out: list[Placement] = []
-    end, prev_speaker = 0, None
+    end, prev_speaker, prev_kind = 0, None, None
     for block in _blocks(lines):
-        placed, end, prev_speaker = place_block(lines, block, frames, settings, rate, end, prev_speaker)
+        placed, end, prev_speaker = place_block(lines, block, frames, settings, rate, end, prev_speaker, prev_kind)
+        prev_kind = lines[block[0]].kind
         out.extend(placed)
     out.sort(key=lambda pl: (pl.start, pl.index))
     return out, scene_end(out, end, settings, rate)
@@ -100,17 +110,19 @@ def scene_end(placements: Sequence[Placement], end: int, settings: Settings, rat
 
 def place_block(
     lines: Sequence[MixLine], block: Sequence[int], frames, settings: Settings, rate: int, end: int,
-    prev_speaker: str | None,
+    prev_speaker: str | None, prev_kind: str | None = None,
 ) -> tuple[list[Placement], int, str]:
     """Place one block (a single line, or the lines of one dual-dialogue pair) after a scene timeline that ends at
-    `end`; `frames[i]` is line i's length. Returns (placements, new end, last speaker). Needs only this block's
-    lengths, so a streamed mix can load one block at a time."""
+    `end` with a line of `prev_kind` (dialogue, or what the narrator read); `frames[i]` is line i's length. Returns
+    (placements, new end, last speaker). Needs only this block's lengths, so a streamed mix can load one block at a
+    time."""
     p, pan = settings.pauses, settings.output.dual_pan
     sides = [[i for i in block if (lines[i].dual_side != 0) == right] for right in (False, True)] if len(
         block) > 1 else [list(block)]  # fmt: skip
     sides = [s for s in sides if s]
     speakers = {lines[s[0]].character for s in sides}
-    base = p.scene_head if prev_speaker is None else (
+    narrated = lines[block[0]].kind != "dialogue" or (prev_kind or "dialogue") != "dialogue"
+    base = p.scene_head if prev_speaker is None else _narration_gap(prev_kind, settings) if narrated else (
         p.same_speaker if prev_speaker in speakers else p.speaker_change)  # fmt: skip
     extra = max(lines[s[0]].pause_before or 0.0 for s in sides)
     start = end + _seconds(base + extra, rate)
@@ -127,6 +139,13 @@ def place_block(
         ends.append((pos, lines[s[-1]].character))
     end, speaker = max(ends, key=lambda e: e[0])
     return out, end, speaker
+
+
+def _narration_gap(prev_kind: str | None, settings: Settings) -> float:
+    """The gap between two lines when either is narration: `heading_pause` after a spoken heading, else
+    `narration.pause`."""
+    n = settings.narration
+    return n.heading_pause if prev_kind == "heading" else n.pause
 
 
 # ---------------------------------------------------------------- scene mix
@@ -168,10 +187,51 @@ def _scene_path(out_path: Path, fmt: str) -> Path:
 
 
 def prepare_line(line: MixLine, rate: int, settings: Settings) -> np.ndarray:
-    """One line ready to place: read, resampled to `rate`, device effects applied, normalised to
-    loudness.line_lufs. Per-line treatments hook in here; the mix holds one block of prepared lines at a time."""
-    audio = apply_effects(_load_line(line, rate), rate, line.effects)
-    return ld.normalise_line(audio, rate, settings.loudness.line_lufs)[0]
+    """One rendered line ready to place: loaded at `rate`, leading/trailing silence trimmed (the gaps are the pause
+    model's, not the engine's), treated (device, off-screen), normalised to `loudness.line_lufs`, then lowered by
+    the off-screen gain."""
+    p = settings.pauses
+    x = _load_line(line, rate)
+    if p.trim_silence:
+        x = trim_silence(x, rate, p.trim_threshold_db, p.trim_pad)
+    x = apply_effects(x, rate, line.effects, treatments_for(settings))
+    x = ld.normalise_line(x, rate, settings.loudness.line_lufs)[0]
+    gain = effects_gain_db(line.effects, settings)
+    return np.asarray(x, dtype=np.float64) * (10.0 ** (gain / 20.0) if gain else 1.0)
+
+
+def line_groups(lines: Sequence[MixLine]) -> list[list[int]]:
+    """Indices grouped per script line: the pieces of a split line (piece 0 … pieces-1, consecutive) form one."""
+    groups: list[list[int]] = []
+    for i, line in enumerate(lines):
+        if line.piece > 0 and groups and lines[groups[-1][-1]].piece == line.piece - 1:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def mix_line(job, audio_path: Path) -> MixLine:
+    """The MixLine of a rendered pipeline.render.LineJob whose audio is at `audio_path`."""
+    return MixLine(key=job.key, character=job.character, text=job.text, audio_path=Path(audio_path),
+                   dual_group=job.dual_group, dual_side=job.dual_side, pause_before=job.pause_before,
+                   extension=job.extension, effects=tuple(job.effects), kind=job.kind, piece=job.piece,
+                   pieces=job.pieces, cue_text=job.cue_text)
+
+
+def _joined(parts: list[np.ndarray], gap: np.ndarray) -> np.ndarray:
+    """The pieces of one line, one after another with a sentence gap between them."""
+    out: list[np.ndarray] = []
+    for n, x in enumerate(parts):
+        out.extend([gap, x] if n else [x])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _whole(lines: Sequence[MixLine], group: list[int]) -> MixLine:
+    """The placed line of a group: its first piece, with the whole line's text."""
+    head = lines[group[0]]
+    return replace(head, text=head.cue_text if head.cue_text is not None else head.text, cue_text=None, piece=0,
+                   pieces=1)
 
 
 def mix_scene(
@@ -187,11 +247,16 @@ def mix_scene(
     master's gating blocks line up with the scenes' (the result carries those blocks' figures)."""
     rate = settings.output.sample_rate
     channels = 2 if settings.output.stereo else 1
+    groups = line_groups(lines)
+    gap = np.zeros(_seconds(settings.pauses.sentence, rate))
+    pieces = list(lines)
+    load = lambda i: _joined([prepare_line(pieces[j], rate, settings) for j in groups[i]], gap)  # noqa: E731
+    lines = [_whole(pieces, g) for g in groups]  # one placed line (and cue) per script line, its pieces joined
     path = _scene_path(out_path, settings.output.format)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = ld.LoudnessTarget.from_settings(settings.loudness)
     with Leveller(rate, channels, target, spill_dir=path.parent) as lev:
-        placements, total = _mix_into(lev, lines, settings, rate, channels)
+        placements, total = _mix_into(lev, lines, load, settings, rate, channels)
         plan = lev.plan()
         for _ in range(2):  # the ceiling holds by construction; a verified overshoot is trimmed and written again
             with atomic_path(path) as tmp:
@@ -206,7 +271,7 @@ def mix_scene(
     cues = tuple(
         TimedLine(
             lines[pl.index].key, lines[pl.index].character, lines[pl.index].text, pl.start, pl.start + pl.frames,
-            rate, scene_index, heading, lines[pl.index].extension, lines[pl.index].dual_group,
+            rate, scene_index, heading, lines[pl.index].extension, lines[pl.index].dual_group, lines[pl.index].kind,
         )  # fmt: skip
         for pl in placements
     )
@@ -214,16 +279,18 @@ def mix_scene(
                           result.blocks)  # fmt: skip
 
 
-def _mix_into(lev: Leveller, lines: Sequence[MixLine], settings: Settings, rate: int, channels: int):
-    """Place every line and feed the mix to `lev` in order; returns (placements sorted by start, total frames)."""
+def _mix_into(lev: Leveller, lines: Sequence[MixLine], load, settings: Settings, rate: int, channels: int):
+    """Place every line (`load(i)`: line i's prepared audio) and feed the mix to `lev` in order; returns
+    (placements sorted by start, total frames)."""
     placements: list[Placement] = []
-    end, speaker = 0, None
+    end, speaker, kind = 0, None, None
     pending = np.zeros((0, channels))  # the mix from frame `flushed` on; nothing before it can change any more
     flushed = 0
     for block in _blocks(lines):
-        audio = {i: prepare_line(lines[i], rate, settings) for i in block}
+        audio = {i: load(i) for i in block}
         placed, end, speaker = place_block(lines, block, {i: len(a) for i, a in audio.items()}, settings, rate, end,
-                                           speaker)  # fmt: skip
+                                           speaker, kind)  # fmt: skip
+        kind = lines[block[0]].kind
         first = min(pl.start for pl in placed)
         if first < flushed:
             raise SettingsError(

@@ -76,3 +76,24 @@ def resample(audio: Audio, rate: int) -> Audio:
     import soxr
 
     return Audio(soxr.resample(audio.samples, audio.sample_rate, rate).astype(np.float32), rate)
+
+
+def trim_silence(samples: np.ndarray, rate: int, threshold_db: float = -45.0, pad: float = 0.015,
+                 window: float = 0.005) -> np.ndarray:
+    """`samples` without leading and trailing silence: everything before the first and after the last `window`
+    (5 ms) whose RMS is within `threshold_db` of the loudest window's RMS, keeping `pad` seconds of it at each end.
+    Relative, so it works at any level; a silent or empty line is returned unchanged."""
+    x = np.asarray(samples)
+    n = max(1, int(round(window * rate)))
+    frames = len(x) // n
+    if frames < 2:
+        return x
+    energy = np.sqrt(np.mean(np.square(x[: frames * n].astype(np.float64)).reshape(frames, n), axis=1))
+    peak = float(energy.max())
+    if peak <= 0.0:
+        return x
+    loud = np.flatnonzero(energy >= peak * 10.0 ** (threshold_db / 20.0))
+    keep = int(round(pad * rate))
+    start = max(0, int(loud[0]) * n - keep)
+    end = min(len(x), (int(loud[-1]) + 1) * n + keep)
+    return x[start:end]

@@ -18,6 +18,12 @@ variants.shouting = { audition = 2 }    # pin the variant take to keep (and make
 [extras]
 max_lines = 1                # characters with at most this many lines share the pool (default: settings)
 pool = 3                     # number of pool voices
+
+[narrator]                   # the narrator (settings [narration]): the same keys as a character but `extra`
+description = "A warm, low storyteller's voice."
+
+[lexicon]                    # respellings applied to everything spoken (pipeline.lexicon)
+Siobhan = "Shiv-awn"
 ```
 
 Every mistake raises `CastFileError` naming the file, the character and the key. Relative paths resolve against
@@ -33,13 +39,16 @@ from typing import Any, Iterable, Mapping
 
 from .errors import CastFileError, did_you_mean
 from .fountain import canonical_name
+from .lexicon import EMPTY_LEXICON, Lexicon, parse_lexicon
+from .spoken import NARRATOR
 
 GENDERS = ("male", "female", "nonbinary", "unknown")
 PROFILE_KEYS = ("gender", "age_range", "traits", "summary")
 ENTRY_KEYS = (*PROFILE_KEYS, "description", "seed", "audition", "lock", "preset", "instruct", "extra", "variants")
 VARIANT_KEYS = ("audition",)
 EXTRAS_KEYS = ("max_lines", "pool")
-TOP_KEYS = ("characters", "extras")
+TOP_KEYS = ("characters", "extras", "narrator", "lexicon")
+NARRATOR_KEYS = tuple(k for k in ENTRY_KEYS if k != "extra")
 LOCK_SUFFIXES = (".safetensors", ".vox")
 
 
@@ -63,6 +72,7 @@ class CastEntry:
     variant_pins: tuple[tuple[str, int | None], ...] = ()  # (delivery class, audition to keep or None), from
     # `variants.<class> = { audition = i }`
     source: Path | None = None  # the cast file, for error messages
+    narrator: bool = False  # from the [narrator] table
 
     def overrides(self) -> dict[str, Any]:
         """Profile overrides for `analysis.apply_overrides` (only the fields the file sets)."""
@@ -74,7 +84,8 @@ class CastEntry:
         return any(getattr(self, k) is not None for k in ("description", "seed", "audition", "lock", "preset"))
 
     def where(self, key: str) -> str:
-        return f"{self.source or 'cast file'}: [characters.{self.name}] {key}"
+        table = "narrator" if self.narrator else f"characters.{self.name}"
+        return f"{self.source or 'cast file'}: [{table}] {key}"
 
 
 @dataclass(frozen=True)
@@ -88,9 +99,14 @@ class CastFile:
     path: Path | None = None
     characters: Mapping[str, CastEntry] = field(default_factory=dict)
     extras: ExtrasConfig = ExtrasConfig()
+    narrator: CastEntry | None = None  # the [narrator] table
+    lexicon: Lexicon = EMPTY_LEXICON  # the [lexicon] table
 
     def entry(self, name: str) -> CastEntry:
-        """The character's entry; an empty one (nothing pinned) when the file does not name them."""
+        """The character's entry; an empty one (nothing pinned) when the file does not name them. The narrator's
+        is the [narrator] table (a script character named NARRATOR *is* the narrator)."""
+        if name == NARRATOR and self.narrator is not None:
+            return self.narrator
         return self.characters.get(name) or CastEntry(name=name, source=self.path)
 
     def extras_max_lines(self, settings) -> int:
@@ -129,13 +145,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _entry(path: Path, name: str, raw: Any) -> CastEntry:
-    where = f"{path}: [characters.{name}]"
+def _entry(path: Path, name: str, raw: Any, narrator: bool = False) -> CastEntry:
+    where = f"{path}: [narrator]" if narrator else f"{path}: [characters.{name}]"
+    keys = NARRATOR_KEYS if narrator else ENTRY_KEYS
     if not isinstance(raw, dict):
-        raise CastFileError(f"{where}: expected a table of keys ({', '.join(ENTRY_KEYS)}), got {raw!r}.")
+        raise CastFileError(f"{where}: expected a table of keys ({', '.join(keys)}), got {raw!r}.")
     for key in raw:
-        if key not in ENTRY_KEYS:
-            raise CastFileError(f"{where} {key}: unknown key.{did_you_mean(str(key), ENTRY_KEYS)}")
+        if key not in keys:
+            why = " The narrator is never an extra." if key == "extra" else ""
+            raise CastFileError(f"{where} {key}: unknown key.{why}{did_you_mean(str(key), keys)}")
 
     def bad(key: str, expected: str) -> CastFileError:
         return CastFileError(f"{where} {key}: expected {expected}, got {raw[key]!r}. Fix the value or remove the key.")
@@ -193,7 +211,7 @@ def _entry(path: Path, name: str, raw: Any) -> CastEntry:
         raise CastFileError(f"{where} preset: a character takes either lock or preset, not both. Remove one.")
     if "instruct" in values and "preset" not in values:
         raise CastFileError(f"{where} instruct: instruct applies to a preset speaker only. Add preset = \"…\".")
-    return CastEntry(name=name, source=path, **values)
+    return CastEntry(name=name, source=path, narrator=narrator, **values)
 
 
 def _variants(where: str, raw: Any) -> dict[str, Any]:
@@ -263,4 +281,9 @@ def load_cast_file(path: str | Path, characters: Iterable[str]) -> CastFile:
             raise CastFileError(f"{path}: [characters.{written}]: {name} is listed twice. Keep one section.")
         entries[name] = _entry(path, name, raw)
     extras = _extras(path, data["extras"]) if "extras" in data else ExtrasConfig()
-    return CastFile(path=path, characters=entries, extras=extras)
+    narrator = _entry(path, NARRATOR, data["narrator"], narrator=True) if "narrator" in data else None
+    if narrator is not None and NARRATOR in entries:
+        raise CastFileError(f"{path}: [narrator] and [characters.{NARRATOR}] both describe the narrator (a script "
+                            f"character named {NARRATOR} is the narrator). Keep one of the two tables.")
+    lexicon = parse_lexicon(data["lexicon"], f"{path}: [lexicon]") if "lexicon" in data else EMPTY_LEXICON
+    return CastFile(path=path, characters=entries, extras=extras, narrator=narrator, lexicon=lexicon)

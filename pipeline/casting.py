@@ -14,7 +14,12 @@ Prefect-task wrappers (flows/cast.py). The order:
    `script_delivery_counts` — designed, gated on speaker similarity to the neutral voice and locked: the `variant`
    step);
 5. the extras pool voices are designed and picked the same way (distinct from the main cast), and each extra is
-   assigned one of them, round-robin in script order, matching gender where the pool allows.
+   assigned one of them, round-robin in script order, matching gender where the pool allows;
+6. the narrator (when `narration.mode` is not "none") is one more entry, cast last like a main character — its
+   description is `narration.description` unless the cast file's [narrator] table says otherwise — so it is picked
+   to differ from everyone, and switching narration on or off never changes another voice. It has no parentheticals,
+   so no delivery variants. A script character named NARRATOR *is* the narrator: it is cast in its place among the
+   characters, with the narrator's entry (and gets variants like any character).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .errors import CastFileError, VoiceLockError
 from .evidence import Evidence
 from .keys import content_key, seed_from_key
 from .lock import load_lock, lock_path, lock_problem, prepare_reference, save_lock
+from .spoken import NARRATOR
 from .variants import VariantResult, cast_variant, check_variant_pins, skipped_variants, wanted_variants
 
 CASTING_VERSION = "1"
@@ -226,6 +232,8 @@ def pool_profile(slot: int) -> CharacterProfile:
 def is_extra(evidence: Evidence, entry: CastEntry, max_lines: int) -> bool:
     if entry.extra is not None:
         return entry.extra
+    if evidence.name == NARRATOR:
+        return False  # the narrator's voice is its own
     return evidence.line_count <= max_lines and not entry.pins_voice
 
 
@@ -359,6 +367,35 @@ def pinned_character(engine, profile: CharacterProfile, settings, entry: CastEnt
     return result, lock_embedding(engine, lock)
 
 
+# --------------------------------------------------------------------------------------------- the narrator
+
+
+def needs_narrator(characters: Iterable[str], settings) -> bool:
+    """True when the narrator is one more entry of the cast: narration is on and no script character is it."""
+    return settings.narration.mode != "none" and NARRATOR not in set(characters)
+
+
+def narrator_profile(castfile: CastFile | None = None) -> CharacterProfile:
+    """The narrator's profile: a calm storyteller, with the cast file's [narrator] profile keys on top."""
+    fe = FieldEvidence(confidence=1.0, evidence=("narrator",))
+    profile = CharacterProfile(
+        name=NARRATOR, gender="unknown", age_range=(35, 55), traits=("calm", "clear"),
+        summary="The narrator: reads the scene headings and the action.",
+        field_evidence={f: fe for f in ("age_range", "traits", "summary")}, analyzer="narrator",
+    )
+    return apply_overrides(profile, (castfile or EMPTY_CAST).entry(NARRATOR).overrides())
+
+
+def cast_entry(castfile: CastFile | None, name: str, settings) -> CastEntry:
+    """The cast-file entry a voice is cast with. The narrator's (the [narrator] table, or a script character named
+    NARRATOR) gets `narration.description` unless it pins a description, a lock, a preset or profile keys (then
+    `describe(profile)` applies as for anyone)."""
+    entry = (castfile or EMPTY_CAST).entry(name)
+    if name != NARRATOR or entry.description or entry.lock or entry.preset or entry.overrides():
+        return entry
+    return replace(entry, description=settings.narration.description)
+
+
 def cast_characters(evidences: Mapping[str, Evidence], settings, castfile: CastFile | None,
                     steps: CastingSteps, deliveries: Mapping[str, Mapping[str, int]] | None = None
                     ) -> dict[str, CastResult]:
@@ -398,18 +435,23 @@ def cast_characters(evidences: Mapping[str, Evidence], settings, castfile: CastF
             steps.variant(name, delivery, n, pinned, result.description, embeddings.get(name), result.lock_digest)
             for delivery, n, pinned in wanted))
 
-    for name in casting_order(evidences, extras):
-        entry = castfile.entry(name)
+    def main_cast(name: str, profile: CharacterProfile) -> CastResult:
+        entry = cast_entry(castfile, name, settings)
         if entry.lock is not None or entry.preset is not None:
-            results[name] = keep(name, *steps.pinned(name, profiles[name], entry))
-        else:
-            results[name] = designed(name, profiles[name], entry)
-        results[name] = with_variants(name, results[name], entry)
+            return with_variants(name, keep(name, *steps.pinned(name, profile, entry)), entry)
+        return with_variants(name, designed(name, profile, entry), entry)
+
+    for name in casting_order(evidences, extras):
+        results[name] = main_cast(name, profiles[name])
     pool = {slot: designed(pool_voice_name(slot), pool_profile(slot), None) for slot in sorted(set(extras.values()))}
     for name, slot in extras.items():
         results[name] = extra_result(pool[slot], name, profiles[name], evidences[name], castfile, settings)
+    names = list(evidences)
+    if needs_narrator(evidences, settings):  # one more entry, cast last (see the module docstring)
+        results[NARRATOR] = main_cast(NARRATOR, narrator_profile(castfile))
+        names.append(NARRATOR)
     steps.release()
-    return {name: results[name] for name in evidences}
+    return {name: results[name] for name in names}
 
 
 def cast_script(screenplay, engine, settings, castfile: CastFile | None = None, out_dir: str | Path = "auditions",

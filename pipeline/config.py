@@ -53,6 +53,9 @@ class RenderSettings(_Frozen):
     silence_rms: float = Field(1e-4, ge=0.0, le=1.0)  # a take quieter than this is "near-silent" and retaken
     max_words_per_line: int = Field(400, ge=1, le=100_000)  # hard limit on the text of one line job
     long_lines: Literal["truncate", "refuse"] = "truncate"  # beyond the limit: cut with a warning, or stop
+    max_chunk_seconds: float = Field(12.0, ge=3.0, le=60.0)  # longer lines are split into pieces (estimated length)
+    min_chunk_seconds: float = Field(2.0, ge=0.0, le=10.0)  # shorter pieces merge with a neighbour
+    speaking_rate: float = Field(2.6, ge=1.0, le=6.0)  # words per second, for estimating a line's length
 
     @field_validator("engine")
     @classmethod
@@ -118,6 +121,32 @@ class PauseSettings(_Frozen):
     beat: float = Field(0.8, ge=0.0, le=30.0)  # for (beat) / (pause) parentheticals
     scene_head: float = Field(0.3, ge=0.0, le=30.0)
     scene_tail: float = Field(1.0, ge=0.0, le=30.0)
+    sentence: float = Field(0.2, ge=0.0, le=5.0)  # between the pieces of a long line split into several
+    trim_silence: bool = True  # trim each rendered line's leading/trailing silence before mixing
+    trim_threshold_db: float = Field(-45.0, ge=-90.0, le=-10.0)  # silence: below the line's peak by this much
+    trim_pad: float = Field(0.015, ge=0.0, le=0.5)  # seconds of the silence kept at each end
+
+
+class NarrationSettings(_Frozen):
+    """The narrator: which non-dialogue parts of the script are read, in which voice, with which pauses."""
+
+    mode: Literal["action", "headings", "none", "all"] = "action"
+    description: str = Field(
+        "A calm, clear, mid-range storyteller's voice, warm and unhurried, with even pacing and crisp diction.",
+        min_length=1, max_length=1000)
+    subtitles: bool = True  # SRT/VTT include the narration (the cue sheet and labels always do)
+    pause: float = Field(0.6, ge=0.0, le=10.0)  # seconds between a narration line and the line before it
+    heading_pause: float = Field(0.9, ge=0.0, le=10.0)  # seconds after a spoken scene heading
+
+
+class OffscreenSettings(_Frozen):
+    """How off-screen (O.S./O.C.) and voice-over (V.O.) lines are mixed."""
+
+    extensions: tuple[str, ...] = ("O.S.", "O.C.", "OS", "OC", "OFF", "OFF SCREEN", "OFF-SCREEN")
+    gain_db: float = Field(-4.0, ge=-24.0, le=0.0)  # off-screen lines sit this far below the others
+    low_hz: float = Field(180.0, ge=0.0, le=2000.0)  # gentle band limit (0: no high-pass)
+    high_hz: float = Field(5000.0, ge=1000.0, le=20000.0)
+    voice_over: Literal["dry", "offscreen"] = "dry"  # V.O. lines: untouched, or mixed like off-screen ones
 
 
 class LoudnessSettings(_Frozen):
@@ -196,6 +225,8 @@ class Settings(_Frozen):
     casting: CastingSettings = CastingSettings()
     delivery: DeliverySettings = DeliverySettings()
     pauses: PauseSettings = PauseSettings()
+    narration: NarrationSettings = NarrationSettings()
+    offscreen: OffscreenSettings = OffscreenSettings()
     loudness: LoudnessSettings = LoudnessSettings()
     output: OutputSettings = OutputSettings()
     regression: RegressionSettings = RegressionSettings()

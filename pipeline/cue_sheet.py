@@ -42,6 +42,7 @@ class CueSheetLine(_Record):
     start_sample: int
     end_sample: int
     extension: str | None = None  # V.O., O.S. …
+    kind: str = "dialogue"  # dialogue, or what the narrator (character NARRATOR) reads: heading | action | …
 
 
 class CueSheet(_Record):

@@ -75,7 +75,7 @@ def write_cue_sheet(path: str | Path, source: Timeline) -> Path:
             scene=c.scene_index, heading=c.heading, character=c.character, text=c.text, key=c.key,
             start=_sec(c.start_sample, c.sample_rate), end=_sec(c.end_sample, c.sample_rate),
             scene_start=_sec(c.start_sample - base, c.sample_rate), scene_end=_sec(c.end_sample - base, c.sample_rate),
-            start_sample=c.start_sample, end_sample=c.end_sample, extension=c.extension,
+            start_sample=c.start_sample, end_sample=c.end_sample, extension=c.extension, kind=c.kind,
         ))
     rate = cues[0].sample_rate if cues else (source.sample_rate if hasattr(source, "sample_rate") else None)
     title = source.title if isinstance(source, MasterResult) else None
@@ -91,18 +91,20 @@ def _wrap(text: str) -> str:
     return "\n".join(textwrap.wrap(" ".join(text.split()), SUBTITLE_WIDTH)) or "…"
 
 
-def _ordered(source: Timeline) -> list[TimedLine]:
-    """Cues by start time; cues starting together (the two speeches of a dual dialogue) keep script order (the
-    timeline lists them so; the sort is stable)."""
-    return sorted(timeline_cues(source), key=lambda c: c.start_sample)
+def _ordered(source: Timeline, narration: bool = True) -> list[TimedLine]:
+    """Cues by start time, without the narrator's when `narration` is false; cues starting together (the two
+    speeches of a dual dialogue) keep script order (the timeline lists them so; the sort is stable)."""
+    cues = [c for c in timeline_cues(source) if narration or not c.is_narration]
+    return sorted(cues, key=lambda c: c.start_sample)
 
 
-def write_srt(path: str | Path, source: Timeline) -> Path:
-    """SubRip subtitles, one per line, labelled `CHARACTER: text`; dual dialogue cues overlap as played."""
+def write_srt(path: str | Path, source: Timeline, *, narration: bool = True) -> Path:
+    """SubRip subtitles, one per line, labelled `CHARACTER: text` (the narrator's `NARRATOR: …`, left out when
+    `narration` is false); dual dialogue cues overlap as played."""
     blocks = [
         f"{i}\n{_clock(c.start_sample, c.sample_rate, ',')} --> {_clock(c.end_sample, c.sample_rate, ',')}\n"
         f"{_wrap(_label(c))}\n"
-        for i, c in enumerate(_ordered(source), 1)
+        for i, c in enumerate(_ordered(source, narration), 1)
     ]
     return atomic_write_text(path, "\n".join(blocks))
 
@@ -111,10 +113,10 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_vtt(path: str | Path, source: Timeline) -> Path:
-    """WebVTT subtitles with voice spans: `<v MARGARET>text`."""
+def write_vtt(path: str | Path, source: Timeline, *, narration: bool = True) -> Path:
+    """WebVTT subtitles with voice spans: `<v MARGARET>text` (`<v NARRATOR>` left out when `narration` is false)."""
     blocks = ["WEBVTT\n"]
-    for c in _ordered(source):
+    for c in _ordered(source, narration):
         speaker = _vtt_escape(c.character)
         blocks.append(
             f"{_clock(c.start_sample, c.sample_rate, '.')} --> {_clock(c.end_sample, c.sample_rate, '.')}\n"
@@ -132,13 +134,16 @@ def write_audacity_labels(path: str | Path, source: Timeline) -> Path:
     return atomic_write_text(path, "".join(rows))
 
 
-def write_deliverables(master: MasterResult, out_dir: str | Path, *, subtitles: bool = True) -> dict[str, Path]:
-    """Cue sheet (always) and, when `subtitles`, SRT, WebVTT and Audacity labels beside the master."""
+def write_deliverables(master: MasterResult, out_dir: str | Path, *, subtitles: bool = True,
+                       narration_subtitles: bool = True) -> dict[str, Path]:
+    """Cue sheet (always) and, when `subtitles`, SRT, WebVTT and Audacity labels beside the master. The cue sheet
+    and labels always hold the narrator's lines (character NARRATOR, kind heading/action/…); the subtitles only
+    when `narration_subtitles`."""
     out_dir, stem = Path(out_dir), master.path.stem
     written = {"cues": write_cue_sheet(out_dir / f"{stem}.cues.json", master)}
     if subtitles:
-        written["srt"] = write_srt(out_dir / f"{stem}.srt", master)
-        written["vtt"] = write_vtt(out_dir / f"{stem}.vtt", master)
+        written["srt"] = write_srt(out_dir / f"{stem}.srt", master, narration=narration_subtitles)
+        written["vtt"] = write_vtt(out_dir / f"{stem}.vtt", master, narration=narration_subtitles)
         written["labels"] = write_audacity_labels(out_dir / f"{stem}.labels.txt", master)
     return written
 

@@ -15,7 +15,20 @@ TREATMENTS: dict[str, tuple[float | None, float | None, float]] = {
     "intercom": (250.0, 5000.0, 1.5),
     "broadcast": (120.0, 8000.0, 0.0),
     "muffled": (None, 1200.0, 0.0),
+    "offscreen": (180.0, 5000.0, 0.0),  # O.S./O.C.: the band comes from settings.offscreen (see treatments_for)
 }
+
+
+def treatments_for(settings) -> dict[str, tuple[float | None, float | None, float]]:
+    """TREATMENTS with the off-screen band taken from `settings.offscreen`."""
+    o = settings.offscreen
+    return {**TREATMENTS, "offscreen": (o.low_hz or None, o.high_hz, 0.0)}
+
+
+def effects_gain_db(effects: tuple[str, ...] | list[str], settings) -> float:
+    """Level change (dB) a line gets after its loudness normalisation: off-screen lines sit `offscreen.gain_db`
+    below the others."""
+    return settings.offscreen.gain_db if "offscreen" in effects else 0.0
 
 
 def _band_limit(x: np.ndarray, rate: int, low: float | None, high: float | None) -> np.ndarray:
@@ -35,13 +48,16 @@ def _band_limit(x: np.ndarray, rate: int, low: float | None, high: float | None)
     return sosfilt(sos, x)
 
 
-def apply_effects(samples: np.ndarray, rate: int, effects: tuple[str, ...] | list[str]) -> np.ndarray:
-    """`samples` with every known effect applied in order (float32, same length)."""
+def apply_effects(samples: np.ndarray, rate: int, effects: tuple[str, ...] | list[str],
+                  treatments: dict[str, tuple[float | None, float | None, float]] | None = None) -> np.ndarray:
+    """`samples` with every known effect applied in order (float32, same length); `treatments` defaults to
+    TREATMENTS (pass `treatments_for(settings)` for the configured off-screen band)."""
+    table = TREATMENTS if treatments is None else treatments
     x = np.asarray(samples, dtype=np.float64)
     for tag in effects:
-        if tag not in TREATMENTS or x.size == 0:
+        if tag not in table or x.size == 0:
             continue
-        low, high, drive = TREATMENTS[tag]
+        low, high, drive = table[tag]
         if drive:  # saturate first: the band limit then removes the harmonics the saturation adds
             peak = float(np.max(np.abs(x))) or 1.0
             x = np.tanh(drive * x / peak) / np.tanh(drive) * peak

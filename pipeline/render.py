@@ -50,8 +50,21 @@ class LineJob:
     source_line: int = 0
     effects: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    kind: str = "dialogue"  # dialogue, or what the narrator reads: heading | action | transition | centered
+    piece: int = 0  # a long line split into pieces (pipeline.chunks): this job's place …
+    pieces: int = 1  # … among the line's pieces; each piece is its own job, joined again in the scene mix
+    cue_text: str | None = None  # the whole line as written, when `text` differs (a piece, or a lexicon respelling)
     delivery: str | None = None  # delivery class of the instruct (pipeline.direction), e.g. "shouting"
     variant: bool = False  # True when voice_digest is the character's variant voice for `delivery`
+
+    @property
+    def is_narration(self) -> bool:
+        return self.kind != "dialogue"
+
+    @property
+    def line_text(self) -> str:
+        """The script line this job speaks (all of it), as written: what cues and subtitles show."""
+        return self.cue_text if self.cue_text is not None else self.text
 
     def to_json(self) -> dict:
         return {
@@ -59,7 +72,8 @@ class LineJob:
             "voice_digest": self.voice_digest, "text": self.text, "instruct": self.instruct, "seed": self.seed,
             "dual_group": self.dual_group, "dual_side": self.dual_side, "pause_before": self.pause_before,
             "extension": self.extension, "source_line": self.source_line, "effects": list(self.effects),
-            "notes": list(self.notes), "delivery": self.delivery, "variant": self.variant,
+            "notes": list(self.notes), "kind": self.kind, "piece": self.piece, "pieces": self.pieces,
+            "cue_text": self.cue_text, "delivery": self.delivery, "variant": self.variant,
         }
 
     @classmethod
@@ -201,51 +215,114 @@ def bound_text(text: str, settings: "Settings", where: str) -> tuple[str, str | 
                             "(render.max_words_per_line)")
 
 
+def offscreen_effects(extension: str | None, effects: tuple[str, ...], settings: "Settings") -> tuple[str, ...]:
+    """`effects` plus "offscreen" for an O.S./O.C. line (and V.O. when `offscreen.voice_over = "offscreen"`), unless
+    a device treatment (radio, phone …) already places the voice."""
+    if not extension or effects:
+        return effects
+    ext = " ".join(extension.upper().split())
+    o = settings.offscreen
+    kinds = {" ".join(e.upper().split()) for e in o.extensions}
+    if ext in kinds or (o.voice_over == "offscreen" and ext.replace(".", "") in ("VO", "V O")):
+        return (*effects, "offscreen")
+    return effects
+
+
+def speech_pieces(text: str, settings: "Settings") -> list[str]:
+    """`text` in pieces of at most `render.max_chunk_seconds` by estimate (one piece when it fits)."""
+    from .chunks import split_speech
+
+    r = settings.render
+    return split_speech(text, r.max_chunk_seconds, r.min_chunk_seconds, r.speaking_rate) or [text]
+
+
+class _Planner:
+    """Builds the jobs of one run: repeat counters (an identical line gets its own key and take), the lexicon and
+    the splitting of long lines, shared by dialogue and narration."""
+
+    def __init__(self, voices: Mapping[str, str | None], engine_desc: dict, settings: "Settings", repeats: dict,
+                 lexicon=None, variants: Mapping[str, Mapping[str, str]] | None = None):
+        self.voices, self.engine_desc, self.settings, self.repeats = voices, engine_desc, settings, repeats
+        self.sampling = sampling_payload(settings)
+        self.lexicon = lexicon
+        self.variants = variants if settings.delivery.variants else None
+
+    def jobs(self, written: str, character: str, instruct: str | None, ident_tag: tuple, **fields) -> list[LineJob]:
+        """The job(s) of one script line: respelled, split when long, each piece keyed like any line."""
+        said = self.lexicon.apply(written) if self.lexicon else written
+        said, cut = bound_text(said, self.settings, f"line {fields.get('source_line', 0)} ({character})")
+        pieces = speech_pieces(said, self.settings)  # the capped line, in pieces a model renders well
+        shown = bound_text(written, self.settings, "")[0] if cut else written  # cues show what is spoken
+        voice, is_variant = line_voice(character, fields.get("delivery"), self.voices, self.variants)
+        out: list[LineJob] = []
+        for n, piece in enumerate(pieces):
+            ident = (*ident_tag, voice, character if voice is None else "", piece, instruct)
+            repeat = self.repeats.get(ident, 0)
+            self.repeats[ident] = repeat + 1
+            key = line_key(piece, instruct, voice, self.sampling, self.engine_desc, repeat,
+                           prefixed=self.settings.delivery.instruct)
+            extra = dict(fields)
+            if cut and n == 0:  # said once, on the line's first piece
+                extra["notes"] = (*extra.get("notes", ()), cut)
+            if n:
+                extra["pause_before"] = None  # a beat belongs before the line, not between its pieces
+            out.append(LineJob(
+                key=key, character=character, voice_digest=voice, text=piece, instruct=instruct,
+                seed=seed_from_key(key), piece=n, pieces=len(pieces), variant=is_variant,
+                cue_text=shown if (len(pieces) > 1 or piece != shown) else None, **extra))
+        return out
+
+
 def plan_scene_jobs(scene_index: int, scene: Scene, voices: Mapping[str, str | None], engine_desc: dict,
                     settings: "Settings", repeats: dict | None = None,
-                    variants: Mapping[str, Mapping[str, str]] | None = None) -> list[LineJob]:
-    """The LineJobs of one scene, in script order. `repeats` counts identical (voice, text, instruct) lines across
-    calls so that a repeated line gets its own key (and take). `variants`: {character: {delivery class: digest}}
-    of the variant voices made at cast time (used only when `[delivery]` mode has variants)."""
-    repeats = {} if repeats is None else repeats
-    sampling = sampling_payload(settings)
+                    variants: Mapping[str, Mapping[str, str]] | None = None, *, lexicon=None,
+                    names: Sequence[str] = ()) -> list[LineJob]:
+    """The LineJobs of one scene, in script order: the narration of `settings.narration.mode` (pipeline.spoken)
+    between the dialogue. `repeats` counts identical lines across calls so that a repeated line gets its own key
+    (and take); `variants`: {character: {delivery class: digest}} of the variant voices made at cast time (used
+    only when `[delivery]` mode has variants); `lexicon` respells words before keys are made; `names` are the
+    script's characters (for reading names in capitals)."""
+    from .spoken import NARRATOR, narration
+
+    planner = _Planner(voices, engine_desc, settings, {} if repeats is None else repeats, lexicon, variants)
+    items = narration(scene, settings.narration.mode, names)
     dialogues = scene.dialogues
     pairs = dual_pairs(dialogues)
     jobs: list[LineJob] = []
+
+    def narrate(after: int) -> None:
+        for item in (i for i in items if i.after == after):
+            jobs.extend(planner.jobs(item.text, NARRATOR, None, ("narration",), scene_index=scene_index,
+                                     heading=scene.heading, source_line=item.line, kind=item.kind))
+
+    narrate(0)
     for di, d in enumerate(dialogues):
         group, side = pairs.get(di, (None, 0))
-        spoken = d.spoken
         directions = direct_dialogue(d, beat=settings.pauses.beat)
-        for part, direction in zip(spoken, directions):
+        for part, direction in zip(d.spoken, directions):
             text = _speech_text(part.text)
             if not text.strip():
                 continue
-            text, cut = bound_text(text, settings, f"line {part.line or d.line} ({d.character})")
-            voice, is_variant = line_voice(d.character, direction.delivery, voices,
-                                           variants if settings.delivery.variants else None)
-            ident = (voice, d.character if voice is None else "", text, direction.instruct)
-            repeat = repeats.get(ident, 0)
-            repeats[ident] = repeat + 1
-            key = line_key(text, direction.instruct, voice, sampling, engine_desc, repeat,
-                           prefixed=settings.delivery.instruct)
-            jobs.append(LineJob(
-                key=key, scene_index=scene_index, heading=scene.heading, character=d.character,
-                voice_digest=voice, text=text, instruct=direction.instruct, seed=seed_from_key(key),
+            jobs.extend(planner.jobs(
+                text, d.character, direction.instruct, (), scene_index=scene_index, heading=scene.heading,
                 dual_group=group, dual_side=side, pause_before=direction.pause_before, extension=d.extension,
-                source_line=part.line or d.line, effects=direction.effects,
-                notes=direction.notes + ((cut,) if cut else ()),
-                delivery=direction.delivery, variant=is_variant,
-            ))
+                source_line=part.line or d.line, effects=offscreen_effects(d.extension, direction.effects, settings),
+                notes=direction.notes, delivery=direction.delivery))
+        narrate(di + 1)
     return jobs
 
 
 def plan_line_jobs(screenplay: Screenplay, voices: Mapping[str, str | None], engine_desc: dict,
-                   settings: "Settings", variants: Mapping[str, Mapping[str, str]] | None = None) -> list[LineJob]:
-    """One job per spoken part (line or lyric) of every dialogue, in script order."""
+                   settings: "Settings", variants: Mapping[str, Mapping[str, str]] | None = None,
+                   lexicon=None) -> list[LineJob]:
+    """One job per spoken part (line or lyric) of every dialogue and per narration line (split into pieces when
+    long), in script order."""
     repeats: dict = {}
+    names = screenplay.characters()
     jobs: list[LineJob] = []
     for i, scene in enumerate(screenplay.scenes):
-        jobs.extend(plan_scene_jobs(i, scene, voices, engine_desc, settings, repeats, variants))
+        jobs.extend(plan_scene_jobs(i, scene, voices, engine_desc, settings, repeats, variants, lexicon=lexicon,
+                                    names=names))
     return jobs
 
 
@@ -364,9 +441,14 @@ def _failure(job: LineJob, reason: str) -> LineFailure:
     return LineFailure(job.key, job.character, job.scene_index, job.source_line, job.text, reason)
 
 
-def spoken_scenes(screenplay: Screenplay) -> list[int]:
-    """Indexes of scenes that contain at least one dialogue block (the ones a render produces audio for)."""
-    return [i for i, s in enumerate(screenplay.scenes) if s.dialogues]
+def spoken_scenes(screenplay: Screenplay, narration_mode: str = "none") -> list[int]:
+    """Indexes of scenes a render produces audio for: those with a dialogue block or, under `narration_mode`,
+    anything the narrator reads."""
+    from .spoken import narration
+
+    names = screenplay.characters()
+    return [i for i, s in enumerate(screenplay.scenes)
+            if s.dialogues or (narration_mode != "none" and narration(s, narration_mode, names))]
 
 
 def scene_label(screenplay: Screenplay, index: int) -> str:
@@ -380,13 +462,15 @@ def scene_label(screenplay: Screenplay, index: int) -> str:
 
 def _ordinal(screenplay: Screenplay, index: int) -> int:
     headed = [i for i, s in enumerate(screenplay.scenes) if s.heading is not None or s.dialogues]
-    return headed.index(index) + 1 if index in headed else index + 1
+    return headed.index(index) + 1 if index in headed else 0  # the heading-less lead-in (narrated: "Fade in.")
 
 
-def select_scenes(screenplay: Screenplay, spec: Sequence[str | int] | None) -> list[int]:
+def select_scenes(screenplay: Screenplay, spec: Sequence[str | int] | None, narration_mode: str = "none"
+                  ) -> list[int]:
     """Resolve `--scenes 1,3` (1-based positions among headed scenes, or written scene numbers like "1A") to scene
-    indexes; None/empty selects every scene with dialogue. Unknown numbers raise a ValueError naming them."""
-    spoken = spoken_scenes(screenplay)
+    indexes; None/empty selects every scene with something spoken (`spoken_scenes`). Unknown numbers raise a
+    ValueError naming them."""
+    spoken = spoken_scenes(screenplay, narration_mode)
     if not spec:
         return spoken
     headed = [i for i, s in enumerate(screenplay.scenes) if s.heading is not None or s.dialogues]
@@ -399,6 +483,8 @@ def select_scenes(screenplay: Screenplay, spec: Sequence[str | int] | None) -> l
             continue
         if token in by_number:
             idx = by_number[token]
+        elif token == "0" and spoken and screenplay.scenes[spoken[0]].heading is None and spoken[0] not in headed:
+            idx = spoken[0]  # the narrated lead-in before the first heading ("Fade in.")
         elif token.isdigit() and 1 <= int(token) <= len(headed):
             idx = headed[int(token) - 1]
         else:

@@ -116,6 +116,18 @@ class Timings(_Record):
     other: float = 0.0
 
 
+class NarrationRecord(_Record):
+    mode: str = "none"  # settings narration.mode
+    lines: int = 0  # script elements the narrator read (headings, action paragraphs …), not pieces
+
+
+class LexiconRecord(_Record):
+    entries: int = 0
+    sources: list[str] = []  # the lexicon file and/or the cast file's [lexicon]
+    unused: list[str] = []  # entries whose word no spoken line contains (reported, not an error)
+    respelled_lines: int = 0
+
+
 class RenderReport(_Record):
     script: str
     script_name: str
@@ -140,6 +152,8 @@ class RenderReport(_Record):
     line_store: str | None = None
     force: bool = False
     scenes_requested: list[str | int] = []
+    narration: NarrationRecord = NarrationRecord()
+    lexicon: LexiconRecord = LexiconRecord()
     inputs_key: str | None = None  # content key of everything that determined the outputs (flows/replay)
     file_stats: dict[str, list[int] | None] = {}  # [size, mtime_ns] of every file written, for that replay
     replayed: bool = False  # answered from the last report: nothing changed, no flow ran

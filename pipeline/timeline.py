@@ -41,6 +41,11 @@ class TimedLine(_SampleSpan):
     heading: str | None = None
     extension: str | None = None
     dual_group: int | None = None
+    kind: str = "dialogue"  # dialogue, or narration: heading | action | transition | centered (character NARRATOR)
+
+    @property
+    def is_narration(self) -> bool:
+        return self.kind != "dialogue"
 
     def shifted(self, frames: int) -> "TimedLine":
         return replace(self, start_sample=self.start_sample + frames, end_sample=self.end_sample + frames)
@@ -49,7 +54,7 @@ class TimedLine(_SampleSpan):
         return {
             "key": self.key, "character": self.character, "text": self.text, "start_sample": self.start_sample,
             "end_sample": self.end_sample, "sample_rate": self.sample_rate, "scene_index": self.scene_index,
-            "heading": self.heading, "extension": self.extension, "dual_group": self.dual_group,
+            "heading": self.heading, "extension": self.extension, "dual_group": self.dual_group, "kind": self.kind,
         }  # fmt: skip
 
     @classmethod

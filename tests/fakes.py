@@ -60,6 +60,7 @@ class FakeEngine(InstantEngine):
     def reset_counts(self) -> "FakeEngine":
         self.render_calls: list[list[str]] = []
         self.rendered_keys: list[str] = []
+        self.rendered_texts: list[str] = []  # what the engine was asked to say (after the lexicon)
         self.design_calls = 0
         self.lock_calls = 0
         return self
@@ -86,6 +87,7 @@ class FakeEngine(InstantEngine):
         keys = [j.key for j in jobs]
         self.render_calls.append(keys)
         self.rendered_keys.extend(keys)
+        self.rendered_texts.extend(j.text for j in jobs)
         for k in keys:
             if k in self.raising_keys:
                 raise self.raising_keys[k]

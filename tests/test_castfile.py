@@ -102,3 +102,10 @@ def test_lock_and_preset_together_is_an_error(tmp_path):
 def test_missing_cast_file(tmp_path):
     with pytest.raises(CastFileError, match="not found"):
         load_cast_file(tmp_path / "nope.toml", SAMPLE_CHARACTERS)
+
+
+def test_example_cast_file_narrator_and_lexicon():
+    cast = load_cast_file(EXAMPLE, SAMPLE_CHARACTERS)
+    assert cast.entry("NARRATOR").description.startswith("A calm, clear") and cast.narrator.narrator
+    assert cast.entry("NARRATOR").where("seed").endswith("[narrator] seed")
+    assert cast.lexicon.apply("Tomas waits.") == "Toe-mahs waits."

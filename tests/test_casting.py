@@ -24,7 +24,8 @@ from pipeline.errors import CastFileError
 from pipeline.evidence import Evidence, Introduction
 from pipeline.lock import load_lock, save_lock
 
-SETTINGS = load_settings()
+SETTINGS = load_settings(overrides={"narration.mode": "none"})  # the characters alone; the narrator: see below
+NARRATED = load_settings()
 
 
 def ev(name, n_lines, intro=None, note=None):
@@ -318,3 +319,56 @@ def test_the_casting_loop_takes_its_steps_as_plain_functions():
     assert ("pick", "JUNE", ("MARGARET", "TOMAS"), 2) in picks  # the pin and the voices cast before it
     assert results["OTTO"].source == "extra" and results["OTTO"].extra_voice == "EXTRAS POOL 1"
     assert calls[-1] == ("release",)
+
+
+# ------------------------------------------------------------------------------------------------ the narrator
+
+
+def test_narrator_is_one_more_entry_cast_last_and_distinct(tmp_path):
+    engine = VectorEngine(seeded_vectors)
+    results = run(tmp_path, engine, settings=NARRATED)
+    assert list(results) == [*EVS, "NARRATOR"]
+    narrator = results["NARRATOR"]
+    assert narrator.source == "designed" and narrator.description == NARRATED.narration.description
+    assert load_lock(narrator.lock_path).name == "NARRATOR"
+    # picked by the same rule: the audition farthest from its nearest already-cast voice
+    cast = [seeded_vectors(results[o].chosen_audition.seed) for o in EVS]
+    mins = [min(cosine_distance(seeded_vectors(a.seed), c) for c in cast) for a in narrator.auditions]
+    assert narrator.chosen == int(np.argmax(mins)) and "most distinct" in narrator.reason
+    # switching narration on changes no other voice
+    plain = run(tmp_path, engine)
+    assert {n: r.lock_digest for n, r in plain.items()} == {n: results[n].lock_digest for n in EVS}
+
+
+def test_narrator_table_pins_like_a_character(tmp_path):
+    castfile = cast_from(tmp_path, '[narrator]\ndescription = "A low, dry storyteller."\nseed = 77\naudition = 1\n')
+    narrator = run(tmp_path, VectorEngine(seeded_vectors), castfile, settings=NARRATED)["NARRATOR"]
+    assert narrator.description == "A low, dry storyteller."
+    assert [a.seed for a in narrator.auditions] == [77 + i for i in range(NARRATED.casting.auditions)]
+    assert narrator.chosen == 1 and narrator.reason == PINNED_REASON
+
+
+def test_narrator_profile_keys_describe_the_narrator(tmp_path):
+    castfile = cast_from(tmp_path, '[narrator]\ngender = "female"\nage_range = [60, 70]\n')
+    narrator = run(tmp_path, VectorEngine(seeded_vectors), castfile, settings=NARRATED)["NARRATOR"]
+    assert "female voice" in narrator.description and narrator.profile.age_range == (60, 70)
+
+
+def test_script_character_named_narrator_is_the_narrator(tmp_path):
+    evs = {**EVS, "NARRATOR": ev("NARRATOR", 1)}
+    results = run(tmp_path, VectorEngine(seeded_vectors), evidences=evs, settings=NARRATED)
+    assert list(results) == list(evs)  # one voice: no second narrator entry
+    narrator = results["NARRATOR"]
+    assert narrator.source == "designed"  # one line, but never an extra
+    assert narrator.description == NARRATED.narration.description
+
+
+def test_narrator_unknown_key_is_an_error_like_a_characters(tmp_path):
+    with pytest.raises(CastFileError, match=r"cast.toml: \[narrator\] voice: unknown key.*Available"):
+        cast_from(tmp_path, '[narrator]\nvoice = "x"\n')
+    with pytest.raises(CastFileError, match=r"\[narrator\] extra: unknown key. The narrator is never an extra"):
+        cast_from(tmp_path, '[narrator]\nextra = true\n')
+    with pytest.raises(CastFileError, match=r"\[narrator\] seed: expected a whole number"):
+        cast_from(tmp_path, '[narrator]\nseed = "x"\n')
+    with pytest.raises(CastFileError, match=r"both describe the narrator"):
+        cast_from(tmp_path, '[narrator]\nseed = 1\n[characters.NARRATOR]\nseed = 2\n', names=(*EVS, "NARRATOR"))

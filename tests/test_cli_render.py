@@ -41,8 +41,20 @@ def test_parse_scene_list():
 def test_help_has_examples(capsys):
     code, out, _ = run(["render", "--help"], capsys)
     assert code == 0 and "readthrough render data/sample.fountain -o out/" in out and "--scenes" in out
+    assert "narrator" in out and "scene headings" in out and "--narration" in out and "--lexicon" in out
+    assert "never spoken" in out  # parentheticals and extensions
     code, out, _ = run(["cast", "--help"], capsys)
     assert code == 0 and "--json" in out
+    code, out, _ = run(["lexicon", "--help"], capsys)
+    assert code == 0 and "readthrough lexicon data/sample.fountain" in out
+
+
+def test_bad_lexicon_file_fails_before_rendering(tmp_path, script, capsys):
+    bad = tmp_path / "names.toml"
+    bad.write_text("Tomas = 3\n")
+    code, _, err = run(["render", str(script), "-o", str(tmp_path / "o"), "--lexicon", str(bad)], capsys)
+    assert code == 2 and "names.toml: Tomas: expected a respelling string, got 3" in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -51,17 +63,17 @@ def test_render_summary_rerun_and_failure_exit(tmp_path, script, fake, capsys):
     code, stdout, err = run(["render", str(script), "-o", str(out), "--engine", "fake"], capsys)
     assert code == 0, err
     assert stdout.startswith("Engine: fake — ")
-    assert "Rendered 18, reused 0, failed 0 of 18 lines" in stdout and "wall time" in stdout
+    assert "Rendered 30, reused 0, failed 0 of 30 lines" in stdout and "wall time" in stdout
     assert (out / "render-report.json").is_file()
 
     code, stdout, err = run(["render", str(script), "-o", str(out), "--engine", "fake"], capsys)
-    assert code == 0 and "Rendered 0, reused 18, failed 0" in stdout
+    assert code == 0 and "Rendered 0, reused 30, failed 0" in stdout
 
     script.write_text(script.read_text().replace("Would it have answered him?", "Would it have answered Otto?"))
     fake.fail_text("answered Otto", "near-silent take after 3 retakes")
     code, stdout, err = run(["render", str(script), "-o", str(out), "--engine", "fake"], capsys)
     assert code == 1
-    assert "failed 1 of 18" in stdout
+    assert "failed 1 of 30" in stdout
     assert "FAILED scene 3, line 71 MARGARET" in err and "near-silent take after 3 retakes" in err
     report = json.loads((out / "render-report.json").read_text())
     assert report["status"] == "failed" and report["counts"]["failed"] == 1
@@ -81,14 +93,14 @@ def test_cast_json_and_table(tmp_path, script, fake, capsys):
     code, stdout, err = run(["cast", str(script), "--engine", "fake", "--json"], capsys)
     assert code == 0, err
     rows = json.loads(stdout)
-    assert [r["name"] for r in rows] == ["MARGARET", "TOMAS", "JUNE", "OTTO"]
+    assert [r["name"] for r in rows] == ["MARGARET", "TOMAS", "JUNE", "OTTO", "NARRATOR"]
     for r in rows:
         for field in ("gender", "age_range", "traits", "summary", "description", "audition", "pick_reason",
                       "lock_path"):
             assert field in r
     assert "Engine: fake" in err
     code, stdout, _ = run(["cast", str(script), "--engine", "fake"], capsys)
-    assert code == 0 and "MARGARET" in stdout and "lock" in stdout
+    assert code == 0 and "MARGARET" in stdout and "NARRATOR" in stdout and "lock" in stdout
 
 
 def test_cast_shows_delivery_variants_with_similarity(tmp_path, script, fake, capsys):

@@ -17,7 +17,8 @@ SAMPLE = "The quick brown fox jumps over the lazy dog."
 
 
 def _settings(mode: str):
-    return load_settings(overrides={"render.batch_size": 4, "render.max_retakes": 2, "delivery.mode": mode})
+    return load_settings(overrides={"render.batch_size": 4, "render.max_retakes": 2, "delivery.mode": mode,
+                                    "narration.mode": "none"})  # dialogue only: the lock given is MARGARET's
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_full_render_instant_then_cached(tmp_path, script):
     state, report = render(script, out, engine="instant")
     assert state.is_completed(), state.message
     deliverables(out, report)
-    assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
+    assert report["counts"] == {"lines": 30, "rendered": 30, "reused": 0, "failed": 0}  # 18 dialogue, 12 narration
     assert report["engine"]["name"] == "instant" and report["engine"]["model_id"] == "instant-1"
     assert report["audio_seconds"] > 10
     timings = report["timings"]
@@ -58,7 +58,7 @@ def test_full_render_instant_then_cached(tmp_path, script):
     assert sum(timings.values()) <= report["wall_seconds"] + 0.01
     state, again = render(script, out, engine="instant")
     assert state.is_completed()
-    assert again["counts"] == {"lines": 18, "rendered": 0, "reused": 18, "failed": 0}
+    assert again["counts"] == {"lines": 30, "rendered": 0, "reused": 30, "failed": 0}
     assert all(s["cached"] for s in again["scenes"])
     assert again["timings"]["engine"] == 0 and again["timings"]["mixing"] == 0  # cached scenes cost nothing
 
@@ -87,12 +87,12 @@ def test_second_run_makes_zero_engine_calls(tmp_path, script, fake):
     out = tmp_path / "out"
     state, report = render(script, out)
     assert state.is_completed(), state.message
-    assert len(fake.rendered_keys) == 18 and fake.design_calls == 4 and fake.lock_calls == 4
+    assert len(fake.rendered_keys) == 30 and fake.design_calls == 5 and fake.lock_calls == 5  # + the narrator
     fake.reset_counts()
     state, report = render(script, out)
     assert state.is_completed()
     assert fake.engine_calls == 0
-    assert report["counts"]["reused"] == 18
+    assert report["counts"]["reused"] == 30
 
 
 def test_editing_one_line_renders_one_line_and_remixes_one_scene(tmp_path, script, fake):
@@ -106,7 +106,7 @@ def test_editing_one_line_renders_one_line_and_remixes_one_scene(tmp_path, scrip
     assert fake.design_calls == 0 and fake.lock_calls == 0
     remixed = [s["scene"] for s in report["scenes"] if not s["cached"]]
     assert remixed == ["2"]
-    assert report["counts"] == {"lines": 18, "rendered": 1, "reused": 17, "failed": 0}
+    assert report["counts"] == {"lines": 30, "rendered": 1, "reused": 29, "failed": 0}
 
 
 def test_failed_scene_does_not_stop_others_and_rerun_completes_it(tmp_path, script, fake):
@@ -117,7 +117,7 @@ def test_failed_scene_does_not_stop_others_and_rerun_completes_it(tmp_path, scri
     assert "scene 3" in state.message and "line 61" in state.message and "runaway" in state.message
     assert {s["scene"]: s["status"] for s in report["scenes"]} == {"1": "done", "2": "done", "3": "failed",
                                                                  "4": "done"}
-    assert report["counts"] == {"lines": 18, "rendered": 17, "reused": 0, "failed": 1}
+    assert report["counts"] == {"lines": 30, "rendered": 29, "reused": 0, "failed": 1}
     [failure] = report["failed_lines"]
     assert failure["character"] == "MARGARET" and failure["source_line"] == 61
     assert failure["reason"] == "runaway: 31.0 s for 4 words"
@@ -137,15 +137,15 @@ def test_scene_subset_and_force(tmp_path, script, fake):
     state, report = render(script, out, scenes=["2", "4"])
     assert state.is_completed(), state.message
     assert [s["scene"] for s in report["scenes"]] == ["2", "4"]
-    assert report["counts"]["lines"] == 10 and report["counts"]["rendered"] == 10
+    assert report["counts"]["lines"] == 14 and report["counts"]["rendered"] == 14
     assert report["outputs"] == {} and "--scenes" in report["master_note"]
-    assert len(fake.rendered_keys) == 10
+    assert len(fake.rendered_keys) == 14
 
     fake.reset_counts()
     state, report = render(script, out, scenes=["4"], force=True)
     assert state.is_completed()
-    assert len(fake.rendered_keys) == 3 and not report["scenes"][0]["cached"]
-    assert fake.lock_calls == 4  # cast tasks ignore their caches too
+    assert len(fake.rendered_keys) == 5 and not report["scenes"][0]["cached"]
+    assert fake.lock_calls == 5  # cast tasks ignore their caches too
 
     from flows.render import render_flow
 
@@ -176,7 +176,7 @@ def test_cast_flow_rows(tmp_path, script, fake):
 
     result = cast_flow(str(script), engine="fake")
     rows = {r["name"]: r for r in result["characters"]}
-    assert list(rows) == ["MARGARET", "TOMAS", "JUNE", "OTTO"]
+    assert list(rows) == ["MARGARET", "TOMAS", "JUNE", "OTTO", "NARRATOR"]
     for r in rows.values():
         assert Path(r["lock_path"]).is_file() and Path(r["audition"]).is_file()
         assert r["description"] and r["pick_reason"] and r["gender"]
@@ -195,7 +195,7 @@ def test_full_render_preview_engine_speaks_every_line(tmp_path, script):
     assert state.is_completed(), state.message
     deliverables(out, report)
     assert report["engine"]["name"] == "preview" and report["engine"]["model_id"].startswith("espeak-ng")
-    assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
+    assert report["counts"] == {"lines": 30, "rendered": 30, "reused": 0, "failed": 0}
     cues = json.loads(Path(report["outputs"]["cues"]).read_text())
     master, rate = sf.read(report["outputs"]["master_wav"], dtype="float32")
     for cue in cues["lines"]:  # every cue holds audible speech, and longer lines last longer than short ones
@@ -270,13 +270,13 @@ def test_lines_render_in_chunks_and_scenes_mix_as_soon_as_their_lines_are_stored
         state, report = render(script, tmp_path / "out", overrides={"render.chunk_lines": 4})
     assert state.is_completed(), state.message
     names = [e for e, _ in events]
-    assert [p["done"] for e, p in events if e == "chunk"] == [1, 2, 3, 4, 5]  # 18 lines, 4 a chunk
+    assert [p["done"] for e, p in events if e == "chunk"] == list(range(1, 9))  # 30 lines (12 narration), 4 a chunk
     assert names.index("scene_done") < max(i for i, n in enumerate(names) if n == "line")  # scene 1 mixed early
-    assert sum(1 for e, p in events if e == "line" and p["status"] == "rendered") == 18
+    assert sum(1 for e, p in events if e == "line" and p["status"] == "rendered") == 30
     engine = report["engine"]
-    assert engine["lines"] == 18 and engine["steps"] == len(fake.render_calls)
-    assert engine["mean_busy_rows"] == pytest.approx(18 / len(fake.render_calls), abs=1e-3)
-    assert report["counts"] == {"lines": 18, "rendered": 18, "reused": 0, "failed": 0}
+    assert engine["lines"] == 30 and engine["steps"] == len(fake.render_calls)
+    assert engine["mean_busy_rows"] == pytest.approx(30 / len(fake.render_calls), abs=1e-3)
+    assert report["counts"] == {"lines": 30, "rendered": 30, "reused": 0, "failed": 0}
 
 
 def test_render_flow_routes_lines_to_delivery_variants_and_reruns_from_cache(tmp_path, script, fake):

@@ -171,7 +171,7 @@ def test_two_renders_into_different_folders_share_lines(tmp_path, script, fake):
     fake.reset_counts()
     s2, r2 = render(script, tmp_path / "b")
     assert s1.is_completed() and s2.is_completed()
-    assert len(fake.rendered_keys) == 0 and r2["counts"]["reused"] == 18
+    assert len(fake.rendered_keys) == 0 and r2["counts"]["reused"] == 30  # 18 dialogue + 12 narration
     assert Path(r1["outputs"]["master_wav"]).read_bytes() == Path(r2["outputs"]["master_wav"]).read_bytes()
 
 
@@ -289,4 +289,4 @@ def test_five_thousand_character_cue_renders(tmp_path, fake):
     state, report = render(script, tmp_path / "out")
     assert state.is_completed(), state.message
     locks = {Path(c["lock_path"]) for c in report["cast"].values()}
-    assert len(locks) == 2 and all(len(p.name) < 100 and len(p.parent.name) < 60 for p in locks)
+    assert len(locks) == 3 and all(len(p.name) < 100 and len(p.parent.name) < 60 for p in locks)

@@ -27,7 +27,7 @@ def _voices(screenplay):
 
 
 def test_one_job_per_spoken_part(sample):
-    jobs = plan_line_jobs(sample, _voices(sample), ENGINE, load_settings())
+    jobs = plan_line_jobs(sample, _voices(sample), ENGINE, load_settings(overrides={"narration.mode": "none"}))
     spoken = [p for _, d in sample.dialogues() for p in d.spoken]
     assert len(jobs) == len(spoken) == 18
     assert len({j.key for j in jobs}) == len(jobs)
@@ -89,7 +89,7 @@ def test_key_covers_voice_settings_engine():
 
 def test_repeated_identical_lines_get_their_own_takes():
     sp = parse_fountain("INT. ROOM - DAY\n\nBOB\nNo.\n\nANN\nYes.\n\nBOB\nNo.\n")
-    jobs = plan_line_jobs(sp, {"BOB": "b", "ANN": "a"}, ENGINE, load_settings())
+    jobs = plan_line_jobs(sp, {"BOB": "b", "ANN": "a"}, ENGINE, load_settings(overrides={"narration.mode": "none"}))
     assert [j.text for j in jobs] == ["No.", "Yes.", "No."]
     assert jobs[0].key != jobs[2].key
 
@@ -268,8 +268,10 @@ def test_plan_caps_a_20000_word_speech(tmp_path):
 
     body = "\n".join(" ".join(["word"] * 10) for _ in range(2000))
     screenplay = parse_fountain(f"INT. ROOM - DAY\n\nANNA\n{body}\n")
-    [job] = plan_line_jobs(screenplay, {"ANNA": "v"}, {"engine": "x"}, Settings())
-    assert job_words(job.text) == 400 and any("20000 words" in n for n in job.notes)
+    jobs = plan_line_jobs(screenplay, {"ANNA": "v"}, {"engine": "x"}, Settings(**{"narration": {"mode": "none"}}))
+    # the cap applies to the script line, then the capped line is split into pieces (render.max_chunk_seconds)
+    assert sum(job_words(j.text) for j in jobs) == 400 and any("20000 words" in n for n in jobs[0].notes)
+    assert len(jobs) > 1 and all(j.pieces == len(jobs) for j in jobs)
 
 
 def test_runaway_take_is_not_stored(tmp_path):

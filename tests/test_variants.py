@@ -155,7 +155,7 @@ def test_variants_false_in_the_cast_file_switches_them_off(tmp_path):
     castfile = load_cast_file(cast_toml, parse_fountain(SCRIPT).characters())
     _, engine, results = _cast(tmp_path, s, _vectors(s, {"shouting": 1}), castfile)
     assert results["MARGARET"].variants == ()
-    assert engine.design_calls == 2  # the two neutral designs only
+    assert engine.design_calls == 3  # the neutral designs only: MARGARET, TOMAS and the narrator (no variants)
 
 
 def test_an_unknown_delivery_class_names_file_character_and_classes(tmp_path):
@@ -196,7 +196,8 @@ def test_lines_route_to_their_variant_and_only_their_keys_change(tmp_path):
         ("MARGARET", "shouting", shout, True), ("MARGARET", "shouting", shout, True)]
     others = [b for b in routed if b.voice_digest != shout]
     assert {(b.character, b.delivery) for b in others} == {
-        ("TOMAS", None), ("MARGARET", "whispering"), ("MARGARET", None), ("TOMAS", "shouting")}
+        ("TOMAS", None), ("MARGARET", "whispering"), ("MARGARET", None), ("TOMAS", "shouting"),
+        ("NARRATOR", None)}  # the narrator reads in its neutral voice
     assert all(not b.variant for b in others)
     # delivery off: variants that exist are not used
     assert [j.key for j in plan_line_jobs(sp, voices, desc, _settings(mode="off"), variants)] == [

@@ -31,6 +31,7 @@ COMMANDS = {
     "deploy": "deploy",
     "worker": "worker",
     "farm": "farm",
+    "lexicon": "lexicon",
     "store": "store",
 }
 

@@ -108,6 +108,12 @@ def summary_lines(report: dict, wall: float) -> list[str]:
         lines.append(f"  {name}: {path}")
     if report.get("master_note"):
         lines.append(f"  ({report['master_note']})")
+    narration = report.get("narration") or {}
+    if narration:
+        lines.append(f"  Narration: {narration.get('mode')} ({narration.get('lines', 0)} narrator lines).")
+    unused = (report.get("lexicon") or {}).get("unused") or []
+    if unused:
+        lines.append(f"  Lexicon entries matching no spoken word: {', '.join(unused)} (check the spelling).")
     return lines
 
 
@@ -164,6 +170,11 @@ def _interrupted_line(report: dict | None) -> str:
               help="A TOML settings file (any subset of pipeline/configs/default.toml).")
 @click.option("--cast", "cast_file", type=click.Path(exists=True, dir_okay=False),
               help="A cast file pinning voices, descriptions, seeds or auditions.")
+@click.option("--lexicon", "lexicon_file", type=click.Path(dir_okay=False),
+              help="A TOML file of respellings (Siobhan = \"Shiv-awn\") applied to everything spoken; see "
+                   "`readthrough lexicon SCRIPT` for the words to check.")
+@click.option("--narration", type=click.Choice(["action", "headings", "none", "all"]),
+              help="What the narrator reads (default: narration.mode from settings, itself 'action').")
 @click.option("--scenes", "scenes_text", metavar="LIST",
               help="Render only these scenes, e.g. 1,3 or 2-4 (no master).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(MASTER_FORMATS, case_sensitive=False),
@@ -175,10 +186,16 @@ def _interrupted_line(report: dict | None) -> str:
 @click.option("--open", "open_page", is_flag=True,
               help="Open the review page (OUT/index.html) in a browser when done (no-op without a desktop).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's log lines on the console.")
-def command(script, out_dir, engine, models_dir, settings_file, cast_file, scenes_text, formats, force, quality,
-            open_page,
-            verbose):
-    """Render SCRIPT (Fountain) into a full-cast read-through in OUT.
+def command(script, out_dir, engine, models_dir, settings_file, cast_file, lexicon_file, narration, scenes_text,
+            formats, force, quality, open_page, verbose):
+    """Render SCRIPT (Fountain) into a full-cast, narrated read-through in OUT.
+
+    \b
+    What is read: every dialogue line in its character's voice (parentheticals, extensions such as (V.O.) and
+    (CONT'D) are direction, never spoken), and by a narrator — a voice of its own, cast like a character — the
+    scene headings ("Interior. Lighthouse kitchen. Continuous.") and the action. --narration headings reads only
+    the headings, all adds transitions ("Cut to.") and centered text, none reads dialogue only. Long speeches are
+    rendered in pieces of at most render.max_chunk_seconds and joined; O.S. lines sound off-screen.
 
     \b
     OUT/index.html is the review page: the cast with every audition to listen to (and the cast-file snippet
@@ -201,6 +218,7 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
       readthrough render script.fountain -o out/ --engine preview --format mp3 --format flac
       readthrough render script.fountain -o out/ --models tiny-models/ --scenes 1,3
       readthrough render script.fountain -o out/ --settings my.toml --cast cast.toml --quality draft
+      readthrough render script.fountain -o out/ --narration none --lexicon names.toml
       readthrough render script.fountain -o out/ --force
       readthrough render script.fountain -o out/ --open
     Starts a private Prefect server for the run; set PREFECT_API_URL to record runs on your own server.
@@ -213,6 +231,12 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
 
     prefect_env(verbose)
     overrides = {**({"render.quality": quality} if quality else {}), **master_overrides(formats)}
+    if narration:
+        overrides["narration.mode"] = narration
+    if lexicon_file:
+        from pipeline.lexicon import load_lexicon
+
+        load_lexicon(lexicon_file)  # a bad file fails here, before anything runs
     scenes = parse_scene_list(scenes_text)
     cast_file = cast_file or found_cast_file(script)
     pre = preflight(script, engine=engine, models_dir=models_dir, settings_file=settings_file,
@@ -222,7 +246,7 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
     click.echo(f"Engine: {pre.engine} — {pre.reason}")
     report_path = Path(out_dir) / REPORT_NAME
     key = replay.inputs_key(script, pre.settings, pre.engine, models_dir, cast_file, pre.castfile, out_dir,
-                            home_dir(), scenes)
+                            home_dir(), scenes, lexicon_file=lexicon_file)
     if not force and replay.enabled():
         report = replay.replay(report_path, key, wall=elapsed)
         if report is not None:
@@ -232,11 +256,11 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, scene
             show_page(Path(out_dir) / "index.html", open_page)
             return
     _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force, verbose,
-              report_path, key, open_page)
+              report_path, key, lexicon_file, open_page)
 
 
 def _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cast_file, scenes, force, verbose,
-              report_path: Path, key: str, open_page: bool = False) -> None:
+              report_path: Path, key: str, lexicon_file: str | None = None, open_page: bool = False) -> None:
     from rich.console import Console
 
     from flows import interrupt
@@ -256,7 +280,8 @@ def _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cas
                 listen(view):
             state = render_flow(os.fspath(Path(script)), os.fspath(Path(out_dir)), engine=engine or "auto",
                                 models_dir=models_dir, settings_file=settings_file, overrides=overrides or None,
-                                cast_file=cast_file, scenes=scenes, force=force, return_state=True)
+                                cast_file=cast_file, scenes=scenes, force=force, lexicon_file=lexicon_file,
+                                return_state=True)
         exc = None
         if not state.is_completed():
             exc = state.result(raise_on_failure=False)
