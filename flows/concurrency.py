@@ -5,7 +5,8 @@
 - Across processes and machines: the global concurrency limit `deploy.concurrency_limit` ("mlx", created by
   `readthrough deploy` with `deploy.mlx_slots` slots), acquired with `strict=True` — Prefect's default silently
   skips a limit that does not exist, which would let a CI run and a nightly render share a GPU.
-- Only when the run talks to a server (PREFECT_API_URL set); ephemeral local runs have no other users.
+- Only when the run talks to a shared server (a configured PREFECT_API_URL); ephemeral runs and the private
+  server a command starts for itself (flows.server) have no other users.
 - Only for engines that load MLX models (qwen3); preview/instant runs never wait for the GPU.
 
 Flows call `mlx_guard(spec)` once at the start (the apple-silicon deployments refuse real models on a machine
@@ -38,6 +39,18 @@ def api_url() -> str | None:
     return PREFECT_API_URL.value() or None
 
 
+def shared_server() -> bool:
+    """True when this run reports to a server others may use too (a configured PREFECT_API_URL); False in
+    ephemeral mode and on the private server a readthrough command starts for itself (flows.server), which no
+    other process talks to and which has no `mlx` limit."""
+    import os
+
+    from flows.server import PRIVATE_API_ENV
+
+    url = api_url()
+    return url is not None and url != os.environ.get(PRIVATE_API_ENV)
+
+
 def mlx_guard(spec) -> str | None:
     """Refuse the real-model engine without Metal when running under an apple-silicon deployment (see guard)."""
     return guard_from_env(spec.engine, spec.settings, spec.models_dir)
@@ -50,7 +63,7 @@ def mlx_slot(spec, *, timeout_s: float | None = None) -> Iterator[None]:
         yield
         return
     with _LOCAL:
-        if api_url() is None:
+        if not shared_server():
             yield
             return
         from prefect.concurrency.sync import concurrency

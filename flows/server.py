@@ -170,6 +170,9 @@ class TemporaryServer:
         self.stop()
 
 
+PRIVATE_API_ENV = "READTHROUGH_PRIVATE_API_URL"  # set while a server of our own (one run's alone) is in use
+
+
 @contextlib.contextmanager
 def prefect_api(home: Path):
     """Point Prefect at a server for the block: the configured one, else a TemporaryServer we own.
@@ -187,6 +190,7 @@ def prefect_api(home: Path):
 
                 stack.enter_context(temporary_settings({PREFECT_API_URL: server.api_url}))
             os.environ["PREFECT_API_URL"] = server.api_url
+            os.environ[PRIVATE_API_ENV] = server.api_url  # ours alone: no global limits to honour
             import prefect  # noqa: F401 — imports while the server boots
 
             server.wait_ready()
@@ -196,6 +200,7 @@ def prefect_api(home: Path):
                 drain_prefect()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        os.environ.pop(PRIVATE_API_ENV, None)
         server.stop()
 
 

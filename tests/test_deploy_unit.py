@@ -363,3 +363,21 @@ def test_farm_failure_message_names_shards_scenes_and_runs(tmp_path):
     msg = _failure(rows)
     assert "shard 2 (scenes 3) ended Crashed" in msg and "pilot-shard-2-of-2" in msg and "shard 1" not in msg
     assert "again" in msg
+
+
+def test_private_server_of_a_command_needs_no_global_mlx_limit(monkeypatch):
+    """A qwen3 render from the CLI runs on the private Prefect server the command started for itself (flows.server):
+    no other process uses it and it has no `mlx` limit, so the slot is only the in-process lock. A configured server
+    (PREFECT_API_URL of the user's) is shared, and there the strict global limit applies."""
+    from flows import concurrency
+    from flows.server import PRIVATE_API_ENV
+
+    monkeypatch.setattr(concurrency, "api_url", lambda: "http://127.0.0.1:4321/api")
+    monkeypatch.setenv(PRIVATE_API_ENV, "http://127.0.0.1:4321/api")
+    assert not concurrency.shared_server()
+    monkeypatch.setenv(PRIVATE_API_ENV, "http://127.0.0.1:9999/api")
+    assert concurrency.shared_server()
+    monkeypatch.delenv(PRIVATE_API_ENV)
+    assert concurrency.shared_server()
+    monkeypatch.setattr(concurrency, "api_url", lambda: None)
+    assert not concurrency.shared_server()
