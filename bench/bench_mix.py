@@ -70,7 +70,9 @@ def child(script: str, out: str, engine: str, path: str) -> dict:
 
     startup = start_prefect()  # the ephemeral server's start is not the render's cost: paid before timing
     t0 = time.perf_counter()
-    report = render_flow(script, out, engine=engine)
+    # yntswyd's drawn-out one-word line ("Bernaaaa…rrrd?!!!!") runs past the runaway guard's 2 s floor with the instant
+    # engine (its takes grow with characters): a floor of 4 s lets the render finish; the mix is what is measured
+    report = render_flow(script, out, engine=engine, overrides={"render.min_seconds": 4.0})
     wall = time.perf_counter() - t0
     return {"wall": wall, "prefect_start": startup, "mixing": acc.get("mix_scene", 0.0), "master": acc.get("assemble_master", 0.0),
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rendered": report["counts"]["rendered"],
