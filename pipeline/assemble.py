@@ -8,6 +8,7 @@ cue sheet and subtitles (pipeline.deliver) describe exactly what was written.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -501,17 +502,35 @@ def _copy_wav_master(path: Path, sources: Sequence[Path], channels: int, rate: i
             out.write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + data_size) + b"WAVE")
             out.write(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
             out.write(b"data" + struct.pack("<I", data_size))
+            out.flush()
             for source, (offset, size) in zip(sources, spans):
                 with open(source, "rb") as f:
-                    f.seek(offset)
-                    left = size
-                    while left:
-                        buf = f.read(min(left, 1 << 22))
-                        if not buf:
-                            raise RenderError(f"Scene file {source} is shorter than its header says. Mix it again.")
-                        out.write(buf)
-                        left -= len(buf)
+                    _copy_range(f, out, offset, size, source)
         deliver.add_wav_chapters(tmp, chapters, title=title)
+
+
+def _copy_range(src, out, offset: int, size: int, source: Path) -> None:
+    """Append `size` bytes of `src` from `offset` to `out` (both unbuffered at this point): in the kernel
+    (os.copy_file_range: no trip through Python buffers) where the platform and file systems allow, else read and
+    write in 4 MiB pieces."""
+    left, pos = size, offset
+    if hasattr(os, "copy_file_range"):
+        try:
+            while left:
+                n = os.copy_file_range(src.fileno(), out.fileno(), min(left, 1 << 30), pos)
+                if n == 0:
+                    break
+                left, pos = left - n, pos + n
+        except OSError:  # not supported here (older kernel, some file systems): the portable loop below
+            pass
+    src.seek(pos)
+    while left:
+        buf = src.read(min(left, 1 << 22))
+        if not buf:
+            raise RenderError(f"Scene file {source} is shorter than its header says. Mix it again.")
+        out.write(buf)
+        out.flush()
+        left -= len(buf)
 
 
 def _write_pcm_master(path, sources, channels, rate, gain, fmt, chapters, total, title, notes) -> None:

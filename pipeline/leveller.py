@@ -305,10 +305,7 @@ class Leveller:
             stop = min(self.frames, start + BLOCK_FRAMES)
             y = self._spill.read(start, stop)
             if plan.limiter is not None:
-                idx = np.arange(start, stop)
-                c, frac = np.divmod(idx, self.chunk)
-                g = plan.limiter[c] + (plan.limiter[c + 1] - plan.limiter[c]) * (frac / self.chunk)
-                y *= (g * gain)[:, None]
+                y *= (_ramp(plan.limiter, start, stop, self.chunk) * gain)[:, None]
             elif gain != 1.0:
                 y *= gain
             sink(y)
@@ -358,6 +355,18 @@ class Leveller:
         rest = bound[~checked]
         best = max(best, float(rest.max()) if rest.size else 0.0)
         return ld._db(best), int(checked.sum())
+
+
+def _ramp(nodes: np.ndarray, start: int, stop: int, chunk: int) -> np.ndarray:
+    """Per frame in [start, stop): the gain interpolated linearly from node c to node c+1 across chunk c. Chunk-
+    aligned spans are built chunk by chunk (no per-frame index division); the same values either way."""
+    if start % chunk:
+        c, frac = np.divmod(np.arange(start, stop), chunk)
+        return nodes[c] + (nodes[c + 1] - nodes[c]) * (frac / chunk)
+    first, n = start // chunk, -(-(stop - start) // chunk)
+    a = nodes[first : first + n]
+    d = nodes[first + 1 : first + n + 1] - a
+    return (a[:, None] + d[:, None] * (np.arange(chunk) / chunk)[None, :]).ravel()[: stop - start]
 
 
 def _reach_range(nodes: np.ndarray, r: int, n: int) -> tuple[np.ndarray, np.ndarray]:
