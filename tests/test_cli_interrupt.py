@@ -97,7 +97,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     report = json.loads((out / "render-report.json").read_text())
     assert report["status"] == "completed" and report["counts"]["reused"] >= 2
-    assert report["counts"]["lines"] == 36
+    assert report["counts"]["lines"] == 36 + 12  # 6 scenes × 6 dialogue lines, and the narrator's heading + action
     assert list((home / "renders").glob("*.json"))  # `store prune` knows this report names its locks
 
     # nothing changed: answered from the report, no Prefect, the same outputs and report
@@ -106,7 +106,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
                            text=True, timeout=600)
     assert again.returncode == 0 and "Prefect not started" in again.stdout, again.stdout + again.stderr
     replayed = json.loads((out / "render-report.json").read_text())
-    assert replayed["replayed"] and replayed["counts"] == {"lines": 36, "rendered": 0, "reused": 36, "failed": 0}
+    assert replayed["replayed"] and replayed["counts"] == {"lines": 48, "rendered": 0, "reused": 48, "failed": 0}
     assert replayed["outputs"] == report["outputs"] and all(s["cached"] for s in replayed["scenes"])
     wall = float(re.search(r"wall time ([\d.]+) s", again.stdout).group(1))
     assert f"{replayed['wall_seconds']:.1f}" == f"{wall:.1f}"

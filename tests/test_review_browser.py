@@ -48,7 +48,9 @@ class Loaded:
 
     def __init__(self, browser, path: Path):
         self.path = path
-        self.page = browser.new_page(viewport={"width": 1200, "height": 900})
+        # bypass_csp: the page forbids eval (script-src 'unsafe-inline' only); the test's own polling predicates
+        # (wait_for_function) are evaluated as strings, which that policy would refuse.
+        self.page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=True)
         self.requests: list[str] = []
         self.foreign: list[str] = []
         self.dialogs: list[str] = []
@@ -142,7 +144,7 @@ def test_sample_page_failed_then_complete(tmp_path, script, fake, browser):
     loaded = Loaded(browser, out / "index.html")
     assert loaded.page.locator("li.line.failed").count() == 0
     assert loaded.page.locator("audio.scene-player").count() == 4
-    assert loaded.page.locator("li.line[data-start]").count() == 18
+    assert loaded.page.locator("li.line[data-start]").count() == 18 + 11  # dialogue, and the narrator's lines
     assert loaded.page.locator("svg.wave").count() == 4
     check_audio_and_network(loaded, expect_players=3 * 4 + 4)
     click_seeks(loaded, 5)
@@ -238,7 +240,7 @@ def test_pick_round_trip(tmp_path, script, capsys, monkeypatch):
 
     # the page's rerun command runs as printed: everything is reused
     code, stdout, err = cli(report["command"][1:], capsys)
-    assert code == 0 and "Rendered 0, reused 18, failed 0 of 18 lines" in stdout, err
+    assert code == 0 and "Rendered 0, reused 30, failed 0 of 30 lines" in stdout, err
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -265,11 +267,11 @@ def test_regression_page(tmp_path, sample_script, browser):
     loaded = Loaded(browser, tmp_path / "b" / "regression.html")
     page = loaded.page
     rows = page.locator("tr.verdict[data-status]")
-    assert rows.count() == 18
+    assert rows.count() == 18 + 11  # dialogue, and the narrator's lines
     changed = page.locator("tr.verdict[data-status=changed]")
     assert changed.count() == 1 and "s2/MARGARET/1" in changed.inner_text()
     assert "text changed" in changed.inner_text()
     assert changed.locator("audio").count() == 2  # the golden take (still in the line store) and the new one
-    assert page.locator("tr.verdict[data-status=same]").count() == 17
-    check_audio_and_network(loaded, expect_players=18)
+    assert page.locator("tr.verdict[data-status=same]").count() == 17 + 11
+    check_audio_and_network(loaded, expect_players=18 + 11)
     loaded.close()
