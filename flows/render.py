@@ -26,11 +26,11 @@ from flows.interrupt import RenderInterrupted, requested
 from flows.cast import _with_outputs, cast_characters, cast_rows, load_cast, make_spec
 from flows.reporting import ProgressArtifact, cast_table_artifact, emit, outputs_artifact
 from flows.tasks import (
-    FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, file_stat, files_intact, get_engine,
+    FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, files_intact, get_engine,
     master_task, mix_scene_task, parse_task, render_lines_task,
 )
 from pipeline.errors import RenderError, SettingsError
-from pipeline.files import FolderBusyError, folder_lock, sweep_temps
+from pipeline.files import FolderBusyError, file_stat, folder_lock, sweep_temps
 from pipeline.fountain import plain_title
 from pipeline.keys import content_key
 from pipeline.render_report import (

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from pipeline.files import file_stat
 from pipeline.keys import content_key, sha256_file
 from pipeline.render_report import REPORT_NAME, RenderReport, load_render_report, save_render_report
 REPLAY_VERSION = "1"
@@ -86,14 +87,6 @@ def inputs_key(script, settings, engine: str, models_dir, cast_file, castfile, o
         "lexicon": sha256_file(lexicon_file) if lexicon_file else None,
         "scenes": list(scenes or []), "out": str(Path(out_dir).expanduser().resolve()),
         "home": str(Path(home).expanduser().resolve()), "code": code_digest(), "versions": _versions()})
-
-
-def file_stat(path) -> list[int] | None:
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def written_files(report: RenderReport) -> list[str]:

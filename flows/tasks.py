@@ -26,6 +26,7 @@ from flows.interrupt import checkpoint
 from flows.reporting import emit
 from pipeline.config import Settings
 from pipeline.errors import RenderError
+from pipeline.files import file_stat
 from pipeline.keys import content_key, sha256_bytes
 
 FLOW_VERSION = "3"  # 2: scene mixes apply device effects ("(on the radio)"); 3: one-pass loudness, block figures
@@ -120,15 +121,6 @@ def embedding_digest(embedding) -> str | None:
 
 
 _CACHED = dict(persist_result=True, result_serializer="json")
-
-
-def file_stat(path) -> list[int] | None:
-    """[size, mtime_ns] of a file we wrote: a cached result is trusted only while its file is unchanged."""
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def file_record(path) -> list | None:

@@ -232,3 +232,12 @@ def folder_lock(folder: str | os.PathLike, what: str = "render", wait_s: float =
         yield path
     finally:
         f.close()  # closing the file releases the lock
+
+
+def file_stat(path) -> list[int] | None:
+    """[size, mtime_ns] of a file we wrote: a cached result is trusted only while its file is unchanged."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]

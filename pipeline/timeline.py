@@ -11,7 +11,7 @@ from typing import Sequence, Union
 from . import loudness as ld
 
 
-class _SampleSpan:
+class SampleSpan:
     """start/end in seconds, derived from integer sample positions (the single source of timing truth)."""
 
     start_sample: int
@@ -28,7 +28,7 @@ class _SampleSpan:
 
 
 @dataclass(frozen=True)
-class TimedLine(_SampleSpan):
+class TimedLine(SampleSpan):
     """Where one line sits in a file: [start_sample, end_sample) at sample_rate. start/end are derived seconds."""
 
     key: str
@@ -104,7 +104,7 @@ class SceneMixResult:
 
 
 @dataclass(frozen=True)
-class Chapter(_SampleSpan):
+class Chapter(SampleSpan):
     index: int  # scene index
     title: str
     start_sample: int

@@ -16,6 +16,7 @@ from ..cue_sheet import load_cue_sheet
 from ..errors import ReadthroughError, RegressionError
 from ..files import atomic_write_text
 from ..render_report import REPORT_NAME, RenderReport, load_render_report
+from ..timeline import SampleSpan
 from .measure import AudioMeasures, measure
 
 FINGERPRINT_VERSION = 1
@@ -147,7 +148,7 @@ def fingerprint_line(
 
 
 @dataclass(frozen=True)
-class SceneLine:
+class SceneLine(SampleSpan):
     """One line of the cue sheet, with exact positions relative to its scene file."""
 
     scene: int
@@ -158,14 +159,6 @@ class SceneLine:
     start_sample: int  # in the scene file
     end_sample: int
     sample_rate: int
-
-    @property
-    def start(self) -> float:
-        return self.start_sample / self.sample_rate
-
-    @property
-    def end(self) -> float:
-        return self.end_sample / self.sample_rate
 
 
 def _no_render(out_dir: Path, why: str) -> RegressionError:
