@@ -67,6 +67,14 @@ def stage_input(path: str | None, root: Path) -> str | None:
     return str(dest)
 
 
+STAGED_INPUTS = ("script", "settings_file", "cast_file", "lexicon_file")
+
+
+def shard_inputs(root: Path, **params) -> dict:
+    """The render_flow parameters every shard (and the final master run) gets: the user's files staged under ROOT."""
+    return {**params, **{name: stage_input(params.get(name), root) for name in STAGED_INPUTS}}
+
+
 @contextmanager
 def _home(root: Path):
     """READTHROUGH_HOME = the shared root for this process while the farm runs (restored afterwards)."""
@@ -175,7 +183,8 @@ def _failure(rows: list[dict]) -> str:
 @flow(name="render-farm", log_prints=False)
 def farm_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str | None = None,
               settings_file: str | None = None, overrides: dict[str, Any] | None = None,
-              cast_file: str | None = None, shards: int = 0, force: bool = False, poll_s: float = 2.0) -> dict:
+              cast_file: str | None = None, shards: int = 0, force: bool = False, poll_s: float = 2.0,
+              lexicon_file: str | None = None) -> dict:
     """Render SCRIPT across the pool's workers; returns the farm report (also OUT_DIR/farm-report.json).
 
     `shards` 0 = deploy.farm_shards, and if that is 0 too, one per online worker. A relative OUT_DIR is inside
@@ -202,9 +211,9 @@ def farm_flow(script: str, out_dir: str, engine: str = "auto", models_dir: str |
     root.mkdir(parents=True, exist_ok=True)
     out = Path(out_dir).expanduser()
     out = (out if out.is_absolute() else root / out).resolve()
-    script_c, settings_c, cast_c = (stage_input(f, root) for f in (script, settings_file, cast_file))
-    common = dict(script=script_c, out_dir=str(out), models_dir=models_dir, settings_file=settings_c,
-                  overrides=overrides, cast_file=cast_c)
+    common = shard_inputs(root, script=script, out_dir=str(out), models_dir=models_dir, settings_file=settings_file,
+                          overrides=overrides, cast_file=cast_file, lexicon_file=lexicon_file)
+    script_c, settings_c, cast_c = common["script"], common["settings_file"], common["cast_file"]
 
     with _home(root):
         spec, reason = make_spec(script_c, engine, models_dir, settings_c, overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,14 @@ def corpus_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def sample_script() -> Path:
     return SAMPLE_SCRIPT
+
+
+@pytest.fixture
+def script(tmp_path, sample_script) -> Path:
+    """A copy of the sample script in this test's folder (tests may edit it)."""
+    path = tmp_path / "sample.fountain"
+    shutil.copy(sample_script, path)
+    return path
 
 
 @pytest.fixture(scope="session")

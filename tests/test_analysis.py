@@ -159,11 +159,9 @@ def test_profile_key_tracks_its_inputs():
 
 
 def _collect():
-    try:
-        from pipeline.evidence import collect_evidence
-        from pipeline.fountain import read_script
-    except ImportError as e:
-        pytest.skip(f"parser/evidence not available yet: {e}")
+    from pipeline.evidence import collect_evidence
+    from pipeline.fountain import read_script
+
     return read_script, collect_evidence
 
 

@@ -205,11 +205,8 @@ def test_extras_share_pool_voices(tmp_path):
 
 
 def test_sample_script_with_the_example_cast_file(tmp_path, sample_script):
-    try:
-        from pipeline.evidence import collect_evidence
-        from pipeline.fountain import read_script
-    except ImportError as e:
-        pytest.skip(f"parser/evidence not available yet: {e}")
+    from pipeline.fountain import read_script
+
     screenplay = read_script(sample_script)
     castfile = load_cast_file(Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "cast.example.toml",
                               screenplay.characters())
@@ -226,10 +223,6 @@ def test_sample_script_with_the_example_cast_file(tmp_path, sample_script):
 
 @pytest.mark.tiny
 def test_audition_pick_lock_on_tiny_qwen3_checkpoints(tmp_path, tiny_models):
-    try:
-        from pipeline.engines import qwen3  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"pipeline.engines.qwen3 is not importable yet ({e})")
     from pipeline.engines import create_engine
 
     settings = SETTINGS.with_overrides({"casting.auditions": 2, "casting.extras_pool": 0})

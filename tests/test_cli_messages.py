@@ -14,18 +14,9 @@ import textwrap
 
 import pytest
 
-from flows.cli import main
 from pipeline.errors import ModelError, ScriptError, SettingsError
 
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run_cli as run
 
 
 PROSE = ("It was a cold morning when I left the house. The street was quiet and the shops were still closed.\n\n"

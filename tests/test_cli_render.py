@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from flows.cli import main
 from flows.cli.render import parse_scene_list
 from pipeline.errors import SettingsError
 
-
-@pytest.fixture
-def script(tmp_path, sample_script):
-    path = tmp_path / "sample.fountain"
-    shutil.copy(sample_script, path)
-    return path
-
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run_cli as run
 
 
 def test_parse_scene_list():

@@ -257,8 +257,10 @@ def test_farm_two_workers_every_scene_once(farm, sample_script):
         while _online(client) < 2:
             assert time.monotonic() < deadline, procs.tail("worker-2")
             time.sleep(1)
+    lexicon = farm["shared"].parent / "names.toml"  # staged into the shared root for the workers
+    lexicon.write_text('Margaret = "Mar-gret"\n')
     res = subprocess.run([PY, "-m", "flows", "farm", str(sample_script), "-o", "farm-out", "--engine", "instant",
-                          "--settings", str(farm["settings"])],  # no --shards: one per online worker
+                          "--settings", str(farm["settings"]), "--lexicon", str(lexicon)],  # no --shards: one per worker
                          env=farm["env"], cwd=REPO, capture_output=True, text=True, timeout=RUN_WAIT_S + 60)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:] + procs.tail("worker-2")
     report = json.loads((farm["shared"] / "farm-out" / "farm-report.json").read_text())  # relative -o: shared root
@@ -276,7 +278,6 @@ def test_farm_two_workers_every_scene_once(farm, sample_script):
            for w in ("worker-1", "worker-2")]
     assert all(len(r) == 1 for r in ran) and ran[0] != ran[1], ran
 
-    rendered_keys: list[str] = []
     for shard in report["shards"]:
         sub = json.loads(Path(shard["report"]).read_text())
         assert [s["scene"] for s in sub["scenes"]] == shard["scenes"]
@@ -284,6 +285,7 @@ def test_farm_two_workers_every_scene_once(farm, sample_script):
             assert s["status"] == "done" and not s["cached"] and s["rendered"] == s["lines"] > 0, s
         assert sub["line_store"].startswith(str(farm["shared"]))
         assert not sub["outputs"]  # shards never build the master
+        assert sub["lexicon"]["entries"] == 1 and Path(sub["lexicon"]["sources"][0]).is_relative_to(farm["shared"])
     final = json.loads(Path(report["render_report"]).read_text())
     assert final["status"] == "completed"
     assert all(s["cached"] for s in final["scenes"]) and final["counts"]["rendered"] == 0  # nothing rendered twice

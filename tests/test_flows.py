@@ -15,22 +15,9 @@ import pytest
 
 from flows.tasks import clear_engines
 
+from helpers import render_with_report as render
+
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-@pytest.fixture
-def script(tmp_path, sample_script) -> Path:
-    path = tmp_path / "sample.fountain"
-    shutil.copy(sample_script, path)
-    return path
-
-
-def render(script, out, engine="fake", **kw):
-    from flows.render import render_flow
-
-    state = render_flow(str(script), str(out), engine=engine, return_state=True, **kw)
-    report = json.loads((Path(out) / "render-report.json").read_text())
-    return state, report
 
 
 def deliverables(out: Path, report: dict) -> None:

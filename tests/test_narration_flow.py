@@ -5,7 +5,6 @@ and scenes that have narration but no dialogue."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 # Counted by hand in data/sample.fountain: 4 scene headings; 7 action paragraphs; 2 transitions (FADE IN: before
 # the first heading, FADE OUT. at the end); no centered text.
 NARRATOR_LINES = {"none": 0, "headings": 4, "action": 4 + 7, "all": 4 + 7 + 2}
-
-
-@pytest.fixture
-def script(tmp_path, sample_script) -> Path:
-    path = tmp_path / "sample.fountain"
-    shutil.copy(sample_script, path)
-    return path
 
 
 def render(script, out, engine="instant", mode=None, **kw):

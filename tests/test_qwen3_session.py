@@ -3,7 +3,6 @@ mlx-audio's own ICL prompt, batching figures."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from pipeline.config import load_settings

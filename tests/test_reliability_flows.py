@@ -12,38 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import run_cli as _cli, render_with_report as render
+
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-@pytest.fixture
-def script(tmp_path, sample_script) -> Path:
-    path = tmp_path / "sample.fountain"
-    shutil.copy(sample_script, path)
-    return path
-
-
-def render(script, out, engine="fake", **kw):
-    from flows.render import render_flow
-
-    state = render_flow(str(script), str(out), engine=engine, return_state=True, **kw)
-    report = json.loads((Path(out) / "render-report.json").read_text())
-    return state, report
 
 
 def _home(tmp_path) -> Path:
     return tmp_path / "readthrough-home"
-
-
-def _cli(argv, capsys):
-    from flows.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---- 18.2 a damaged line file is re-rendered, reported, never mixed

@@ -18,6 +18,8 @@ import soundfile as sf
 
 from flows.cli import main
 
+from helpers import render_with_report as render
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -108,20 +110,6 @@ def click_seeks(loaded: Loaded, n: int) -> None:
     assert seeks[0] == pytest.approx(start, abs=0.002)
     page.wait_for_timeout(200)
     assert page.evaluate(f"document.getElementById('{player}').currentTime") >= start
-
-
-@pytest.fixture
-def script(tmp_path, sample_script) -> Path:
-    path = tmp_path / "sample.fountain"
-    shutil.copy(sample_script, path)
-    return path
-
-
-def render(script, out, engine, **kw):
-    from flows.render import render_flow
-
-    state = render_flow(str(script), str(out), engine=engine, return_state=True, **kw)
-    return state, json.loads((Path(out) / "render-report.json").read_text())
 
 
 @pytest.mark.usefixtures("prefect_harness")

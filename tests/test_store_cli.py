@@ -10,20 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
 from flows.housekeeping import plan_prune, record_render, usage
 
+from helpers import run_cli as run
+
 K1, K2, K3 = "line-" + "ab" * 16, "line-" + "cd" * 16, "line-" + "ef" * 16
-
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _file(path: Path, data: bytes | str = b"x" * 100) -> Path:

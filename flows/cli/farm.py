@@ -18,10 +18,14 @@ from flows.cli.options import engine_option
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
               help="Local checkpoints folder (must exist at this path on every worker).")
 @click.option("--cast", "cast_file", type=click.Path(dir_okay=False, exists=True), default=None, help="Cast file.")
+@click.option("--lexicon", "lexicon_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A TOML file of respellings, as for `readthrough render --lexicon`.")
+@click.option("--narration", type=click.Choice(["action", "headings", "none", "all"]),
+              help="What the narrator reads, as for `readthrough render --narration`.")
 @click.option("--shards", type=click.IntRange(min=0), default=0, show_default=True,
               help="Number of shards; 0 = deploy.farm_shards, else one per online worker.")
 @click.option("--force", is_flag=True, help="Ignore task caches (rendered lines in the store are still reused).")
-def command(script, out_dir, settings_file, engine, models_dir, cast_file, shards, force):
+def command(script, out_dir, settings_file, engine, models_dir, cast_file, lexicon_file, narration, shards, force):
     """Render SCRIPT on the farm: every Mac running `readthrough worker` takes a shard of scenes.
 
     \b
@@ -35,13 +39,18 @@ def command(script, out_dir, settings_file, engine, models_dir, cast_file, shard
     from prefect.settings import PREFECT_API_URL
     from pipeline.errors import SettingsError
 
+    if lexicon_file:
+        from pipeline.lexicon import load_lexicon
+
+        load_lexicon(lexicon_file)  # a bad file fails here, before any shard is dispatched
     if not PREFECT_API_URL.value():
         raise SettingsError("PREFECT_API_URL is not set: farm mode dispatches shards to workers through a Prefect "
                             "server. Export PREFECT_API_URL=http://HOST:4200/api.")
     report = farm_flow(script=str(Path(script).resolve()), out_dir=out_dir, engine=engine,
                        models_dir=str(Path(models_dir).resolve()) if models_dir else None,
                        settings_file=str(Path(settings_file).resolve()), cast_file=cast_file, shards=shards,
-                       force=force)
+                       force=force, lexicon_file=lexicon_file,
+                       overrides={"narration.mode": narration} if narration else None)
     for shard in report["shards"]:
         timing = (f", started {shard['dispatch_s']:.1f} s after dispatch, ran {shard.get('run_s', 0):.1f} s"
                   if "dispatch_s" in shard else "")
