@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from .direction import direct_dialogue
-from .engines.base import RenderJob, RenderOutcome
+from .engines.base import RenderJob, RenderOutcome, speech_allowance_seconds, spoken_words
 from .engines.session import SessionRow, SessionStats, open_session
 from .keys import content_key, seed_from_key
 from .screenplay import Dialogue, Scene, Screenplay
@@ -182,9 +182,9 @@ def job_words(text: str) -> int:
 
 
 def max_job_seconds(text: str, settings: "Settings") -> float:
-    """The most audio one line job may produce: `seconds_per_word` per word, at least `min_seconds`."""
+    """The most audio one line job may produce: `seconds_per_word` per spoken word, at least `min_seconds`."""
     r = settings.render
-    return max(r.min_seconds, job_words(text) * r.seconds_per_word)
+    return speech_allowance_seconds(text, r.seconds_per_word, r.min_seconds)
 
 
 def bound_text(text: str, settings: "Settings", where: str) -> tuple[str, str | None]:
@@ -425,7 +425,7 @@ def _store_outcome(store, engine, job: LineJob, out, limit: float | None = None)
     if not out.ok:
         return out.error or "engine returned no audio"
     if limit is not None and out.audio.duration > limit:
-        return (f"runaway take: {out.audio.duration:.1f} s of audio for {job_words(job.text)} words (limit "
+        return (f"runaway take: {out.audio.duration:.1f} s of audio for {spoken_words(job.text)} words (limit "
                 f"{limit:.1f} s from render.seconds_per_word / min_seconds); not stored")
     try:
         store.put(job.key, out.audio, {

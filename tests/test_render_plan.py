@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from fakes import FakeEngine
 
@@ -297,3 +299,39 @@ def test_runaway_take_is_not_stored(tmp_path):
     summary = render_missing(engine, store, [job], {"v": lock}, settings=Settings())
     assert not summary.rendered and "runaway take: 60.0 s" in summary.failed[0].reason
     assert not store.has(job.key)
+
+
+def test_a_drawn_out_word_is_given_the_time_it_takes_to_say():
+    """yntswyd's one-word line 'Bernaaaaaaaaaarrrrrrrrrd?!!!!' (29 characters) was a 'runaway' at the 2 s floor
+    with the instant engine; a written word now counts once per 10 characters, for the check and the budget."""
+    from pipeline.config import Settings
+    from pipeline.engines.base import spoken_words
+    from pipeline.engines.qwen3 import FRAMES_PER_SECOND, max_tokens_for
+    from pipeline.render import max_job_seconds
+
+    s = Settings()
+    shout = "Bernaaaaaaaaaarrrrrrrrrd?!!!!"
+    assert spoken_words(shout) == 3 and spoken_words("Hello there, captain.") == 3
+    assert max_job_seconds(shout, s) == pytest.approx(3 * s.render.seconds_per_word)
+    assert max_tokens_for(shout, s.render.seconds_per_word, s.render.min_seconds) == \
+        math.ceil(FRAMES_PER_SECOND * max_job_seconds(shout, s))
+    assert max_job_seconds("", s) == s.render.min_seconds
+
+
+def test_the_instant_engine_says_yntswyds_shout_within_its_allowance():
+    """Every instant voice (speaking rates 0.85–1.15) says the 29-character shout in more than the old 2 s floor
+    for some voices, and within the new allowance for all."""
+    from pipeline.config import Settings
+    from pipeline.engines import create_engine
+    from pipeline.engines.base import RenderJob
+    from pipeline.render import max_job_seconds
+
+    s, shout = Settings(), "Bernaaaaaaaaaarrrrrrrrrd?!!!!"
+    engine = create_engine("instant", s)
+    auditions = engine.design("A man shouting across a field.", "Hello there.", list(range(1, 13)))
+    durations = []
+    for i, audio in enumerate(auditions):
+        lock = engine.lock(audio, "Hello there.", name=f"V{i}")
+        [out] = engine.render(lock, [RenderJob(key=f"k{i}", text=shout, seed=1)])
+        durations.append(out.audio.duration)
+    assert max(durations) > s.render.min_seconds and max(durations) <= max_job_seconds(shout, s), durations

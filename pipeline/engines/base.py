@@ -13,6 +13,21 @@ from ..audio import Audio
 from ..lock import VoiceLock
 
 
+CHARS_PER_SPOKEN_WORD = 10  # a longer written word is given time once per this many characters
+
+
+def spoken_words(text: str) -> int:
+    """Words of TEXT as time is allowed for them: a written word counts once per CHARS_PER_SPOKEN_WORD characters,
+    so a drawn-out "Bernaaaaaaarrrrd?!!!" or a long compound gets the time it takes to say."""
+    return sum(-(-len(w) // CHARS_PER_SPOKEN_WORD) for w in text.split())
+
+
+def speech_allowance_seconds(text: str, seconds_per_word: float, min_seconds: float) -> float:
+    """The most audio one take of TEXT may run before it counts as a runaway: seconds_per_word per spoken word,
+    at least min_seconds. Engines size their generation budget from it; the render checks takes against it."""
+    return max(min_seconds, spoken_words(text) * seconds_per_word)
+
+
 Capability = Literal["design", "clone", "preset", "instruct", "speaker_vector"]
 
 

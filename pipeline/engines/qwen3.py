@@ -31,7 +31,7 @@ from ..files import now_iso
 from ..languages import language_name
 from ..lock import VoiceLock, prepare_reference
 from ..mlx_runtime import drop_model, load_model, on_mlx_thread
-from .base import EngineInfo, EngineOptions, RenderJob, RenderOutcome
+from .base import EngineInfo, EngineOptions, RenderJob, RenderOutcome, speech_allowance_seconds
 
 NAME = "qwen3"
 SAMPLE_RATE = 24_000
@@ -51,9 +51,8 @@ class _Take:
 
 
 def max_tokens_for(text: str, seconds_per_word: float, min_seconds: float) -> int:
-    """Generous codec-frame budget for `text`: seconds_per_word per word (≥ min_seconds), at 12.5 frames/s."""
-    words = max(1, len(text.split()))
-    return int(math.ceil(FRAMES_PER_SECOND * max(min_seconds, words * seconds_per_word)))
+    """Codec-frame budget for `text`: its speech allowance (base.speech_allowance_seconds) at 12.5 frames/s."""
+    return int(math.ceil(FRAMES_PER_SECOND * speech_allowance_seconds(text, seconds_per_word, min_seconds)))
 
 
 def _ref_samples(lock: VoiceLock) -> np.ndarray:
