@@ -344,13 +344,5 @@ def apply_prune(plan: PrunePlan) -> None:
                 d.rmdir()
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-__all__ = ["usage", "record_render", "known_reports", "collect_in_use", "plan_prune", "apply_prune", "human_bytes",
+__all__ = ["usage", "record_render", "known_reports", "collect_in_use", "plan_prune", "apply_prune",
            "parse_date"]

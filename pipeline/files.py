@@ -41,8 +41,8 @@ def write_error(path: str | os.PathLike, error: BaseException, needed_bytes: int
         free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
     except OSError:
         free = None
-    need = f"; about {_size(needed_bytes)} needed" if needed_bytes else ""
-    left = f" ({_size(free)} free{need})" if free is not None else ""
+    need = f"; about {human_bytes(needed_bytes)} needed" if needed_bytes else ""
+    left = f" ({human_bytes(free)} free{need})" if free is not None else ""
     low_space = free is not None and free < max(needed_bytes or 0, 1024 * 1024)
     opaque = _is_libsndfile_error(error)  # libsndfile says only "System error." for a full disk
     if opaque:
@@ -58,12 +58,13 @@ def write_error(path: str | os.PathLike, error: BaseException, needed_bytes: int
     return WriteError(code or errno.EIO, msg)
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
+def human_bytes(n: float) -> str:
+    """A size as people read it: 512 B, 3.4 MB, 1.2 GB."""
+    for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n} bytes"
+    return f"{n:.1f} GB"
 
 
 @contextlib.contextmanager

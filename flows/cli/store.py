@@ -22,7 +22,8 @@ def command(ctx):
     from rich.console import Console
     from rich.table import Table
 
-    from flows.housekeeping import human_bytes, known_reports, usage
+    from flows.housekeeping import known_reports, usage
+    from pipeline.files import human_bytes
     from pipeline.config import home_dir
 
     home = home_dir()
@@ -61,7 +62,8 @@ def prune(keep, older_than, dry_run):
       readthrough store prune --keep pilot.fountain --keep renders/pilot --keep pilot.cast.toml
       readthrough store prune --older-than 2026-11-01
     """
-    from flows.housekeeping import apply_prune, human_bytes, plan_prune
+    from flows.housekeeping import apply_prune, plan_prune
+    from pipeline.files import human_bytes
     from pipeline.config import home_dir
 
     home = home_dir()
