@@ -139,6 +139,21 @@ def test_qwen3_without_models_is_one_clear_line(tmp_path, capsys, monkeypatch, s
     assert "Traceback" not in err and "Error:" in err
 
 
+def test_qwen3_without_models_and_no_hub_answer_fails_before_prefect(tmp_path, capsys, monkeypatch, sample_script):
+    """Online in name but the hub does not answer (no network, a firewall): the same one line, from the preflight
+    (one HEAD request), not after starting Prefect and the model download's retries."""
+    from pipeline.engines import select
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    asked = []
+    monkeypatch.setattr(select, "_hub_reachable", lambda repo, timeout=1.0: asked.append(repo) or False)
+    code, _, err = run(["render", str(sample_script), "-o", str(tmp_path / "out"), "--engine", "qwen3"], capsys)
+    assert code == 2 and "does not answer" in err and "huggingface-cli download" in err and asked
+    assert not (tmp_path / "out").exists()  # refused before the flow made its output folder
+
+
 def test_raw_hub_error_only_under_verbose(tmp_path, capsys, monkeypatch, sample_script):
     import huggingface_hub
 

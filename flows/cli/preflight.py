@@ -67,7 +67,7 @@ def check_engine(name: str, settings, models_dir) -> None:
 
 
 def _check_qwen3_models(settings, models_dir) -> None:
-    from pipeline.engines.select import _hub_offline, _in_hf_cache, _is_model_dir
+    from pipeline.engines.select import _hub_offline, _hub_reachable, _in_hf_cache, _is_model_dir
 
     if models_dir is not None:
         root = Path(models_dir).expanduser()
@@ -87,11 +87,14 @@ def _check_qwen3_models(settings, models_dir) -> None:
                 raise ModelError(f"Model folder {path} ({key}) does not exist or has no config.json. Set {key} to a "
                                  "Qwen3-TTS model folder, or pass --models DIR (`readthrough make-tiny-models DIR` "
                                  "writes tiny test ones).")
-        elif not _in_hf_cache(model_id) and _hub_offline():
-            raise ModelError(
-                f"Qwen3-TTS model {model_id} ({key}) is not on this machine and the hub is off (HF_HUB_OFFLINE). "
-                f"On a networked machine run `huggingface-cli download {model_id}` and copy the Hugging Face cache "
-                "here, point the setting at a local folder, pass --models DIR, or use --engine preview.")
+        elif not _in_hf_cache(model_id):
+            why = "the hub is off (HF_HUB_OFFLINE)" if _hub_offline() else (
+                None if _hub_reachable(model_id) else "the Hugging Face hub does not answer from here")
+            if why:
+                raise ModelError(
+                    f"Qwen3-TTS model {model_id} ({key}) is not on this machine and {why}. On a networked machine "
+                    f"run `huggingface-cli download {model_id}` and copy the Hugging Face cache here, point the "
+                    "setting at a local folder, pass --models DIR, or use --engine preview.")
 
 
 def _check_espeak() -> None:
