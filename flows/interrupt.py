@@ -1,11 +1,13 @@
 """Ctrl-C as a person expects it: the first stops starting new work, the second quits at once.
 
-The CLI installs `on_sigint(...)` around a flow. The first SIGINT only sets a flag; flows call `checkpoint()`
-between units of work (characters while casting, lines and scenes while rendering), which raises
-`RenderInterrupted` once the flag is set — the line in flight finishes (or its batch is abandoned, nothing of it
-stored), finished lines stay in the line store, the render flow writes its report with status "interrupted", and
-the command exits 130 saying to run it again to resume. A second SIGINT runs the `hard_exit` callback (stop the
-server we own) and leaves with `os._exit(130)`.
+The CLI installs `on_sigint(...)` before it starts Prefect and keeps it until the flow's report is read, so no
+first Ctrl-C ever meets Python's default KeyboardInterrupt. The first SIGINT only sets a flag. Flows call
+`checkpoint()` between units of work (characters while casting), which raises `RenderInterrupted` once the flag is
+set; the render task hands `requested` to the engine session as its `should_stop`, which the session asks before
+each step (a decode step of the qwen3 batch, an engine call of the others): lines finished so far are in the line
+store, the batch in flight is dropped (nothing of it stored), no new line or scene mix starts; the render flow writes
+its report with status "interrupted", and the command exits 130 saying to run it again to resume. A second SIGINT
+runs the hard-exit callbacks (stop the server we own) and leaves with `os._exit(130)`.
 """
 
 from __future__ import annotations
@@ -47,13 +49,32 @@ def checkpoint(where: str = "") -> None:
         raise RenderInterrupted(f"interrupted{f' {where}' if where else ''}")
 
 
+class HardExit:
+    """What a second Ctrl-C runs before it quits (callbacks added as things start, e.g. our Prefect server)."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+
+    def add(self, callback: Callable[[], None] | None) -> None:
+        if callback is not None:
+            self.callbacks.append(callback)
+
+    def run(self) -> None:
+        for callback in self.callbacks:
+            with contextlib.suppress(Exception):
+                callback()
+
+
 @contextlib.contextmanager
 def on_sigint(notice: Callable[[], None] | None = None,
-              hard_exit: Callable[[], None] | None = None) -> Iterator[None]:
-    """Within the block: first SIGINT → `request()` and `notice()`; second → `hard_exit()` and exit 130 at once.
-    Only the main thread can install signal handlers; elsewhere the block runs unchanged."""
+              hard_exit: Callable[[], None] | None = None) -> Iterator[HardExit]:
+    """Within the block: first SIGINT → `request()` and `notice()`; second → the hard-exit callbacks (`hard_exit`
+    and those added to the yielded HardExit) and exit 130 at once. Only the main thread can install signal
+    handlers; elsewhere the block runs unchanged."""
+    exits = HardExit()
+    exits.add(hard_exit)
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield exits
         return
     reset()
 
@@ -64,9 +85,7 @@ def on_sigint(notice: Callable[[], None] | None = None,
                 with contextlib.suppress(Exception):
                     notice()
             return
-        with contextlib.suppress(Exception):
-            if hard_exit is not None:
-                hard_exit()
+        exits.run()
         with contextlib.suppress(Exception):
             sys.stderr.write("\nStopped at once. Run the same command again to resume.\n")
             sys.stderr.flush()
@@ -74,6 +93,6 @@ def on_sigint(notice: Callable[[], None] | None = None,
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        yield exits
     finally:
         signal.signal(signal.SIGINT, previous)

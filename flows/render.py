@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from flows.concurrency import mlx_guard, mlx_slot
 from flows.interrupt import RenderInterrupted, requested
 from flows.cast import _with_outputs, cast_characters, cast_rows, load_cast, make_spec
 from flows.reporting import ProgressArtifact, cast_table_artifact, emit, outputs_artifact
+from flows.states import state_result
 from flows.tasks import (
     FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, files_intact, get_engine,
     master_task, mix_scene_task, parse_task, render_lines_task,
@@ -79,17 +81,17 @@ def _mix_scene(t_mix, spec: RunSpec, record: dict, jobs, out_dir: Path) -> None:
     args = (scene_key, {"label": label, "index": record["index"], "heading": record["heading"]}, lines,
             str(out_path), spec)
     state = t_mix(*args, return_state=True)
-    if state.is_completed() and not _scene_intact(state.result()):
+    if state.is_completed() and not _scene_intact(state_result(state)):
         state = t_mix.with_options(refresh_cache=True)(*args, return_state=True)  # file gone or damaged: re-mix
     if state.is_completed():
-        result = state.result()
+        result = state_result(state)
         cached = state.name == "Cached"
         emit("scene_cached" if cached else "scene_done", scene=label, lines=len(jobs), status="done")
         record.update(status="done", cached=cached, path=result["mix"]["path"], duration=result["mix"]["duration"],
                       mix=result["mix"], timings={} if cached else result.get("timings", {}),
                       loudness=result["mix"].get("loudness"), cues=scene_cues(result["mix"], jobs))
         return
-    exc = state.result(raise_on_failure=False)
+    exc = state_result(state, raise_on_failure=False)
     reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
     record["error"] = f"scene mix failed: {reason}"
     _fail_scene(record, [{"scene": label, "key": j.key, "character": j.character, "source_line": j.source_line,
@@ -103,22 +105,36 @@ def _fail_scene(record: dict, failures: list[dict]) -> None:
 
 def between_chunks(done: int, total: int) -> None:
     """The point between two render chunks: every line of the chunks so far is stored, no engine work is in
-    flight. Progress is reported here; a cancellation check belongs here too."""
+    flight. Progress is reported here."""
     emit("chunk", done=done, total=total)
 
 
-def _chunk_outcome(state, chunk) -> tuple[set[str], dict[str, dict], dict | None]:
-    """(rendered keys, failures by key, engine figures) of one finished render task."""
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What one render task did: keys rendered, failures by key, keys stopped by a Ctrl-C, engine figures."""
+
+    rendered: set[str]
+    failed: dict[str, dict]
+    stopped: set[str]
+    engine: dict | None
+
+
+def _chunk_outcome(state, chunk) -> ChunkOutcome:
     if state.is_completed():
-        result = state.result()
-        return set(result["rendered"]), {}, result["engine"]
-    exc = state.result(raise_on_failure=False)
+        result = state_result(state)
+        return ChunkOutcome(set(result["rendered"]), {}, set(result.get("stopped", ())), result["engine"])
+    exc = state_result(state, raise_on_failure=False)
     if isinstance(exc, ChunkRenderError):
-        return set(exc.rendered), {f["key"]: f for f in exc.failures}, exc.engine
+        return ChunkOutcome(set(exc.rendered), {f["key"]: f for f in exc.failures}, set(exc.stopped), exc.engine)
     reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
-    return set(), {j.key: {"key": j.key, "character": j.character, "scene_index": j.scene_index,
-                           "source_line": j.source_line, "text": j.text, "reason": f"render task failed: {reason}"}
-                   for j in chunk}, None
+    return ChunkOutcome(set(), {j.key: {"key": j.key, "character": j.character, "scene_index": j.scene_index,
+                                        "source_line": j.source_line, "text": j.text,
+                                        "reason": f"render task failed: {reason}"} for j in chunk}, set(), None)
+
+
+def _line_failure(record: dict, job, reason: str) -> dict:
+    return {"scene": record["scene"], "key": job.key, "character": job.character, "source_line": job.source_line,
+            "text": job.text, "reason": reason}
 
 
 def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int], locks: dict, out: Path,
@@ -150,6 +166,8 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
     failures: dict[int, list[dict]] = {i: [] for i in selected}
 
     def settle(i: int) -> None:
+        if requested():  # Ctrl-C: no new mix; the scene stays "pending" and its stored lines wait for the rerun
+            return
         if failures[i]:
             _fail_scene(records[i], failures[i])
         else:
@@ -167,25 +185,25 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
         voices = {j.voice_digest for j in chunk if j.voice_digest}
         state = t_render(label, [j.to_json() for j in chunk], {d: locks[d] for d in voices if d in locks}, spec,
                          force, return_state=True)
-        rendered, failed, engine = _chunk_outcome(state, chunk)
-        if engine:
-            stats.add(SessionStats.from_json(engine))
+        outcome = _chunk_outcome(state, chunk)
+        if outcome.engine:
+            stats.add(SessionStats.from_json(outcome.engine))
         for j in chunk:
+            if j.key in outcome.stopped:  # Ctrl-C inside the chunk: not rendered, not failed; the scene waits
+                continue
             i = j.scene_index
-            if j.key in failed:
-                failures[i].append({**failed[j.key], "scene": records[i]["scene"]})
-            elif j.key in rendered:
+            if j.key in outcome.failed:
+                failures[i].append({**outcome.failed[j.key], "scene": records[i]["scene"]})
+            elif j.key in outcome.rendered:
                 records[i]["rendered"] += 1
             else:
-                failures[i].append({"scene": records[i]["scene"], "key": j.key, "character": j.character,
-                                    "source_line": j.source_line, "text": j.text,
-                                    "reason": "the render task returned no outcome for this line"})
+                failures[i].append(_line_failure(records[i], j, "the render task returned no outcome for this line"))
             waiting[i].discard(j.key)
             if not waiting[i]:
                 settle(i)
-        progress.advance(len(chunk), force=True)
+        progress.advance(len(chunk) - len(outcome.stopped), force=True)
         between_chunks(n, len(chunks))
-        if requested():  # Ctrl-C: every line of the chunks so far is stored; start no new chunk (flows/interrupt)
+        if requested():  # Ctrl-C: every line finished so far is stored; start no new chunk (flows/interrupt)
             break
     return [records[i] for i in selected], stats.to_json()
 
@@ -284,12 +302,17 @@ def _failure_message(scenes: list[dict]) -> str:
             f". Scenes done: {', '.join(done) or 'none'}. Run the same command again to retry only what failed.")
 
 
+def scene_record(record: dict) -> SceneRecord:
+    """The report's record of one scene, from the flow's working record (less its mix and timings)."""
+    return SceneRecord.model_validate({k: v for k, v in record.items() if k not in ("mix", "timings")})
+
+
 def _interrupted(path: Path, spec: RunSpec, script, screenplay, reason, engine_desc, records, pending: list[int],
                  started: float, started_at: str):
     """Ctrl-C: the report says what is done (finished scenes, lines in the store) and what is left; then raise."""
     from pipeline.render import scene_label
 
-    done = [SceneRecord.model_validate({k: v for k, v in r.items() if k != "mix"}) for r in records]
+    done = [scene_record(r) for r in records]
     left = [SceneRecord(scene=scene_label(screenplay, i), index=i, heading=screenplay.scenes[i].heading)
             for i in pending]
     finished = [r for r in done if r.status == "done"]
@@ -438,8 +461,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             master_note = master_error
         master_s = time.perf_counter() - master_started
 
-    scene_records = [SceneRecord.model_validate({k: v for k, v in r.items() if k not in ("mix", "timings")})
-                     for r in records]
+    scene_records = [scene_record(r) for r in records]
     counts = Counts(lines=sum(r.lines for r in scene_records), rendered=sum(r.rendered for r in scene_records),
                     reused=sum(r.reused for r in scene_records), failed=sum(r.failed for r in scene_records))
     wall = time.perf_counter() - started

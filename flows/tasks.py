@@ -22,7 +22,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.interrupt import checkpoint
+from flows.interrupt import checkpoint, requested
 from flows.reporting import emit
 from pipeline.config import Settings
 from pipeline.errors import RenderError
@@ -275,11 +275,13 @@ class ChunkRenderError(RenderError):
     """Some lines of a render chunk failed. Carries them (and what did render) so each failed line fails only
     its own scene."""
 
-    def __init__(self, label: str, failures: list[dict], rendered: list[str], engine: dict):
+    def __init__(self, label: str, failures: list[dict], rendered: list[str], engine: dict,
+                 stopped: list[str] = ()):
         self.label = label
         self.failures = failures
         self.rendered = rendered
         self.engine = engine
+        self.stopped = list(stopped)
         lines = "; ".join(f"line {f['source_line']} {f['character']}: {f['reason']}" for f in failures[:10])
         super().__init__(f"Lines {label}: {len(failures)} line(s) failed — {lines}")
 
@@ -291,7 +293,8 @@ def render_lines_task(label: str, jobs: list[dict], locks: dict[str, str], spec:
 
     The LineStore is this task's cache: the flow sends only lines the store lacks, and lines already stored when the
     task runs are skipped (unless `force`). Raises ChunkRenderError when any line failed; the lines that rendered
-    are stored either way."""
+    are stored either way. A Ctrl-C (flows.interrupt) stops the engine session between two steps: the lines not
+    finished by then come back under "stopped" (neither rendered nor failed)."""
     from pipeline.render import LineJob, render_missing
     from pipeline.store import LineStore
 
@@ -302,13 +305,14 @@ def render_lines_task(label: str, jobs: list[dict], locks: dict[str, str], spec:
     lock_objs = {d: load_lock_cached(locks[d], d) for d in needed if locks.get(d)}
     summary = render_missing(
         engine, LineStore(spec.store_root), line_jobs, lock_objs, batch_size=s.render.batch_size,
-        language=s.render.language, force=force, settings=s,
+        language=s.render.language, force=force, settings=s, should_stop=requested,
         on_line=lambda job, status: emit("line", key=job.key, character=job.character, status=status,
                                          scene_index=job.scene_index))
     result = {"rendered": list(summary.rendered), "reused": list(summary.reused),
-              "failed": [f.to_json() for f in summary.failed], "engine": summary.engine.to_json()}
+              "failed": [f.to_json() for f in summary.failed], "engine": summary.engine.to_json(),
+              "stopped": list(summary.stopped)}
     if summary.failed:
-        raise ChunkRenderError(label, result["failed"], result["rendered"], result["engine"])
+        raise ChunkRenderError(label, result["failed"], result["rendered"], result["engine"], result["stopped"])
     return result
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from .direction import direct_dialogue
 from .engines.base import RenderJob, RenderOutcome, speech_allowance_seconds, spoken_words
-from .engines.session import SessionRow, SessionStats, open_session
+from .engines.session import SessionRow, SessionStats, ShouldStop, never, open_session
 from .keys import content_key, seed_from_key
 from .screenplay import Dialogue, Scene, Screenplay
 
@@ -97,7 +97,8 @@ class LineFailure:
 
 @dataclass(frozen=True)
 class RenderSummary:
-    """What `render_missing` did: keys rendered now, keys already in the store, and per-line failures."""
+    """What `render_missing` did: keys rendered now, keys already in the store, per-line failures, and keys left
+    unrendered because it was told to stop (`should_stop`)."""
 
     rendered: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
@@ -105,6 +106,7 @@ class RenderSummary:
     engine_calls: int = 0  # batched engine steps (engine calls for engines without a step-wise session)
     seconds: float = 0.0
     engine: SessionStats | None = None  # the session's batching figures
+    stopped: tuple[str, ...] = ()  # not rendered: the run was told to stop first (not failures; a rerun renders them)
 
     @property
     def ok(self) -> bool:
@@ -113,7 +115,8 @@ class RenderSummary:
     def to_json(self) -> dict:
         return {"rendered": list(self.rendered), "reused": list(self.reused),
                 "failed": [f.to_json() for f in self.failed], "engine_calls": self.engine_calls,
-                "seconds": round(self.seconds, 3), "engine": (self.engine or SessionStats()).to_json()}
+                "seconds": round(self.seconds, 3), "engine": (self.engine or SessionStats()).to_json(),
+                "stopped": list(self.stopped)}
 
 
 def sampling_payload(settings: "Settings") -> dict:
@@ -336,7 +339,7 @@ def _unique(jobs: Iterable[LineJob]) -> list[LineJob]:
 def render_missing(
     engine, store: "LineStore", jobs: Sequence[LineJob], locks: Mapping[str, "VoiceLock"], *, batch_size: int = 8,
     language: str = "en", on_line: Callable[[LineJob, str], None] | None = None, force: bool = False,
-    settings: "Settings | None" = None,
+    settings: "Settings | None" = None, should_stop: ShouldStop = never,
 ) -> RenderSummary:
     """Render every job whose key the store lacks through ONE engine session (pipeline.engines.session) that keeps
     `batch_size` rows busy across voices and scenes; store each line as soon as it is done; never raises for one
@@ -346,7 +349,8 @@ def render_missing(
     unique key with status "reused", "rendered" or "failed" (for progress bars). `force` renders every job again,
     replacing what the store holds. With `settings`, a take longer than `max_job_seconds` of its text fails.
     Lines are claimed in the store while they render (`LineStore.claim`): a line another render is writing is
-    waited for and reused, not rendered twice.
+    waited for and reused, not rendered twice. `should_stop()` (asked before each engine step) ends the run early:
+    lines finished so far are stored, the rest are reported `stopped`, neither rendered nor failed.
     """
     started = time.perf_counter()
     unique = _unique(jobs)
@@ -398,14 +402,15 @@ def render_missing(
         rows = [r for r in rows if r.job.key in waiting]
         if rows:
             try:
-                session.run(rows, on_outcome)
+                session.run(rows, on_outcome, should_stop)
             except Exception as e:  # noqa: BLE001 — the session itself broke: its unfinished lines fail, named
                 crash = f"engine error: {type(e).__name__}: {e}"
-    for key in [r.job.key for r in rows if r.job.key in waiting]:
-        waiting.discard(key)
+    unfinished = [r.job.key for r in rows if r.job.key in waiting]
+    stopped = tuple(unfinished) if crash is None and unfinished and should_stop() else ()
+    for key in [] if stopped else unfinished:
         settle(by_key[key], crash or "engine returned no outcome for this line")
     return RenderSummary(tuple(rendered), tuple(j.key for j in reused), tuple(failed), session.stats.steps,
-                         time.perf_counter() - started, session.stats)
+                         time.perf_counter() - started, session.stats, stopped)
 
 
 def plan_chunks(jobs: Sequence[LineJob], size: int) -> list[list[LineJob]]:

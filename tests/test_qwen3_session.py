@@ -54,9 +54,10 @@ def _digest(outcome):
     return None if outcome.audio is None else (outcome.tokens, outcome.seed, outcome.audio.digest())
 
 
-def _run_to_caps(engine, rows, batch_size, policy="continuous"):
+def _run_to_caps(engine, rows, batch_size, policy="continuous", stop_after: int | None = None):
     """End of speech disabled, every take kept: each row runs to its own cap (10–60 frames), so rows finish at
-    different steps and later rows join a batch in flight."""
+    different steps and later rows join a batch in flight. `stop_after`: `should_stop` turns True once that many
+    lines were handed out."""
 
     def run():
         model = engine.model("base")
@@ -66,7 +67,8 @@ def _run_to_caps(engine, rows, batch_size, policy="continuous"):
             session = engine.session(batch_size, policy).batch_session()
             session.judge = lambda audio, tokens, cap: None
             outcomes = {}
-            session.run(rows, lambda o: outcomes.__setitem__(o.key, o))
+            stop = (lambda: False) if stop_after is None else (lambda: len(outcomes) >= stop_after)
+            session.run(rows, lambda o: outcomes.__setitem__(o.key, o), stop)
             return outcomes, session.stats
         finally:
             talker.codec_eos_token_id = old
@@ -92,6 +94,36 @@ def test_a_line_alone_equals_the_same_line_in_a_mixed_batch_of_eight(short_caps,
     assert joined.prefills == 8 and joined.steps < sum(caps.values())
     flips = [k for k in alone if _digest(alone[k]) != _digest(mixed[k]) or _digest(alone[k]) != _digest(reordered[k])]
     assert flips == [], f"{len(flips)}/8 lines changed with their batch neighbours"
+
+
+def test_a_stop_between_decode_steps_hands_out_finished_rows_and_drops_the_batch_in_flight(short_caps, locks):
+    """Ctrl-C inside a batch: the session returns at the next decode step; the finished line is the same take as
+    without the stop, the rows in flight and the lines not started get no outcome."""
+    rows = _rows(locks)
+    whole, whole_stats = _run_to_caps(short_caps, rows, 2)
+    stopped, stats = _run_to_caps(short_caps, rows, 2, stop_after=1)
+    assert 1 <= len(stopped) <= 2 < len(rows)  # the first to finish (two rows may end on the same step)
+    assert {k: _digest(o) for k, o in stopped.items()} == {k: _digest(whole[k]) for k in stopped}
+    assert stats.steps < whole_stats.steps and stats.prefills == 2  # no line started after the stop
+
+
+def test_a_stopped_render_keeps_its_lines_in_the_store_and_the_rerun_resumes(engine, locks, tmp_path):
+    from pipeline.render import LineJob, line_key, render_missing
+    from pipeline.store import LineStore
+
+    digests = [lock.digest() for lock in locks]
+    jobs = [LineJob(key=line_key(t, None, digests[i % 3], {}, {"engine": "qwen3"}), scene_index=0, heading=None, character=f"V{i % 3}",
+                    voice_digest=digests[i % 3], text=t, instruct=None, seed=900 + i) for i, t in enumerate(TEXTS)]
+    by_digest = dict(zip(digests, locks))
+    store = LineStore(tmp_path)
+    done: list[str] = []
+    first = render_missing(engine, store, jobs, by_digest, batch_size=2, should_stop=lambda: len(done) >= 2,
+                           on_line=lambda job, status: done.append(job.key))
+    assert 2 <= len(first.rendered) + len(first.failed) < len(jobs) and first.stopped
+    assert all(store.has(k) for k in first.rendered) and not any(store.has(k) for k in first.stopped)
+    rerun = render_missing(engine, store, jobs, by_digest, batch_size=2)
+    assert set(rerun.reused) == set(first.rendered)
+    assert set(rerun.rendered) | {f.key for f in rerun.failed} == set(first.stopped) | {f.key for f in first.failed}
 
 
 def test_a_line_alone_equals_itself_in_a_real_batch(engine, locks):

@@ -218,7 +218,7 @@ def test_a_session_that_breaks_fails_its_unfinished_lines_by_name(tmp_path):
             class _Session:
                 stats = SessionStats()
 
-                def run(self, rows, on_outcome):
+                def run(self, rows, on_outcome, should_stop):
                     on_outcome(engine.render(rows[0].lock, [rows[0].job])[0])
                     raise RuntimeError("device lost")
 
@@ -228,7 +228,7 @@ def test_a_session_that_breaks_fails_its_unfinished_lines_by_name(tmp_path):
     jobs = _jobs(3)
     summary = render_missing(Breaking(), store, jobs, {"v1": _lock("A")})
     assert summary.rendered == (jobs[0].key,) and store.has(jobs[0].key)
-    assert [f.key for f in summary.failed] == [jobs[1].key, jobs[2].key]
+    assert [f.key for f in summary.failed] == [jobs[1].key, jobs[2].key] and summary.stopped == ()
     assert all("device lost" in f.reason for f in summary.failed)
 
 

@@ -97,17 +97,18 @@ def command(script, engine, models_dir, settings_file, cast_file, picks, as_json
         click.secho(f"Warning: {note}", fg="yellow", err=True)
     click.echo(f"Engine: {pre.engine} — {pre.reason}", err=as_json)
 
-    with prefect_api(home_dir()) as server:
+    notice = lambda: click.secho("Stopping after the character in flight… (Ctrl-C again to quit at once)",  # noqa: E731
+                                 fg="yellow", err=True)
+    with interrupt.on_sigint(notice) as exits, prefect_api(home_dir()) as server:  # Ctrl-C handled from the start
         from flows.cast import cast_flow
         from flows.reporting import quiet_prefect_console
+        from flows.states import state_result
 
+        exits.add(server.kill_now if server else None)
         quiet_prefect_console(verbose)
-        notice = lambda: click.secho("Stopping after the character in flight… (Ctrl-C again to quit at once)",  # noqa: E731
-                                     fg="yellow", err=True)
-        with interrupt.on_sigint(notice, server.kill_now if server else None):
-            state = cast_flow(os.fspath(script), engine=engine or "auto", models_dir=models_dir,
-                              settings_file=settings_file, cast_file=cast_file, force=force, return_state=True)
-        result = state.result(raise_on_failure=False)
+        state = cast_flow(os.fspath(script), engine=engine or "auto", models_dir=models_dir,
+                          settings_file=settings_file, cast_file=cast_file, force=force, return_state=True)
+        result = state_result(state, raise_on_failure=False)
     if isinstance(result, interrupt.RenderInterrupted) or interrupt.requested():
         raise interrupt.RenderInterrupted("Interrupted: the characters cast so far are kept. Run the same command "
                                           "again to resume.")

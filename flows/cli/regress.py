@@ -58,6 +58,7 @@ def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engi
     with prefect_api(home_dir()):
         from flows.regress import regression_flow
         from flows.reporting import quiet_prefect_console
+        from flows.states import state_result
         from pipeline.regression.compare import RegressionFailed
 
         quiet_prefect_console(False)
@@ -66,7 +67,7 @@ def command(script: Path, out_dir: Path, golden: Path | None, update: bool, engi
             models_dir=models_dir, settings_file=settings_file, junit=junit, speaker=not no_speaker,
             cast_file=cast_file, return_state=True,
         )
-        result = state.result(raise_on_failure=False)
+        result = state_result(state, raise_on_failure=False)
     if isinstance(result, RegressionFailed):
         _show(result.report)
         raise result

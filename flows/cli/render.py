@@ -159,6 +159,18 @@ def _interrupted_line(report: dict | None) -> str:
             "to resume.")
 
 
+def _was_interrupted(exc, report: dict | None) -> bool:
+    """The flow stopped for a Ctrl-C (its report says so, or it raised RenderInterrupted, or it left no report
+    after one). A Ctrl-C that came when the render had finished anyway leaves a completed run."""
+    from flows import interrupt
+
+    if isinstance(exc, interrupt.RenderInterrupted):
+        return True
+    if report is not None:
+        return report.get("status") == "interrupted"
+    return interrupt.requested()
+
+
 @click.command(name="render")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -209,8 +221,9 @@ def command(script, out_dir, engine, models_dir, settings_file, cast_file, lexic
     under a second, without starting Prefect.
 
     \b
-    Ctrl-C stops after the line in flight, writes render-report.json (status "interrupted") and exits 130;
-    press it twice to quit at once.
+    Ctrl-C stops within seconds: lines finished so far stay in the line store (the batch in flight is dropped),
+    render-report.json says what is done (status "interrupted") and the command exits 130; run it again to
+    resume. Press Ctrl-C twice to quit at once.
 
     \b
     Examples:
@@ -269,24 +282,25 @@ def _run_flow(script, out_dir, engine, models_dir, settings_file, overrides, cas
     from pipeline.config import home_dir
 
     console = Console(stderr=True)
-    with prefect_api(home_dir()) as server:
-        from flows.reporting import listen, quiet_prefect_console
-        from flows.render import render_flow
+    notice = lambda: console.print(  # noqa: E731
+        "[yellow]Stopping: finished lines are kept… (Ctrl-C again to quit at once)[/yellow]")
+    # Ctrl-C handled from before Prefect starts until the report is sealed: never a bare KeyboardInterrupt
+    with interrupt.on_sigint(notice) as exits:
+        with prefect_api(home_dir()) as server:
+            from flows.reporting import listen, quiet_prefect_console
+            from flows.render import render_flow
+            from flows.states import state_result
 
-        quiet_prefect_console(verbose)
-        notice = lambda: console.print(  # noqa: E731
-            "[yellow]Stopping after the line in flight… (Ctrl-C again to quit at once)[/yellow]")
-        with interrupt.on_sigint(notice, server.kill_now if server else None), ProgressView(console) as view, \
-                listen(view):
-            state = render_flow(os.fspath(Path(script)), os.fspath(Path(out_dir)), engine=engine or "auto",
-                                models_dir=models_dir, settings_file=settings_file, overrides=overrides or None,
-                                cast_file=cast_file, scenes=scenes, force=force, lexicon_file=lexicon_file,
-                                return_state=True)
-        exc = None
-        if not state.is_completed():
-            exc = state.result(raise_on_failure=False)
-    report = _sealed_report(report_path, key, elapsed()) if report_path.is_file() else None
-    if isinstance(exc, interrupt.RenderInterrupted) or interrupt.requested():
+            exits.add(server.kill_now if server else None)
+            quiet_prefect_console(verbose)
+            with ProgressView(console) as view, listen(view):
+                state = render_flow(os.fspath(Path(script)), os.fspath(Path(out_dir)), engine=engine or "auto",
+                                    models_dir=models_dir, settings_file=settings_file,
+                                    overrides=overrides or None, cast_file=cast_file, scenes=scenes, force=force,
+                                    lexicon_file=lexicon_file, return_state=True)
+            exc = None if state.is_completed() else state_result(state, raise_on_failure=False)
+        report = _sealed_report(report_path, key, elapsed()) if report_path.is_file() else None
+    if _was_interrupted(exc, report):
         raise interrupt.RenderInterrupted(_interrupted_line(report))
     if exc is not None:
         if isinstance(exc, ReadthroughError) and not isinstance(exc, RenderError):

@@ -26,6 +26,10 @@ arithmetic (padded attention, GEMM shapes), which tests measure. A retake uses t
 Prefill runs per row (its own causal forward over its prompt); decode steps run batched over a `BatchKVCache`
 (mlx-audio's, from mlx-lm) that rows join (`extend`) and leave (`filter`) between steps.
 
+Stopping (`run(..., should_stop)`, e.g. Ctrl-C): asked before each round (one decode step); once True the session
+returns at once — finished lines were handed out already, rows in flight are dropped with their KV cache (no
+outcome, nothing decoded or stored), lines not started never start.
+
 Call everything here on the MLX thread (`pipeline.mlx_runtime.on_mlx_thread`).
 """
 
@@ -39,7 +43,7 @@ import numpy as np
 
 from ..audio import Audio
 from .base import RenderJob, RenderOutcome
-from .session import OnOutcome, SessionRow, SessionStats
+from .session import OnOutcome, SessionRow, SessionStats, ShouldStop, never
 
 REPETITION_CONTEXT = 64  # tokens of a row's history its repetition penalty looks at (mlx-audio's default)
 ICL_MIN_REPETITION_PENALTY = 1.5  # mlx-audio forces ≥ 1.5 on ICL generation
@@ -238,23 +242,13 @@ class Qwen3BatchSession:
         self.suppress = mx.array(suppress)
 
     # -- public --
-    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome) -> None:
+    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome, should_stop: ShouldStop = never) -> None:
         import mlx.core as mx
 
-        pending: deque[_Row] = deque()
-        for i, row in enumerate(rows):
-            try:
-                voice = self.prompt_for(row)
-            except Exception as e:  # noqa: BLE001 — a voice that cannot be prepared fails its lines only
-                self._emit(on_outcome, RenderOutcome(row.job.key, None, f"engine error: {type(e).__name__}: {e}",
-                                                     seed=row.job.seed))
-                continue
-            pending.append(_Row(i, row, voice, self.cap_for(row.job), row.job.seed))
-        if self.policy == "continuous":  # longest lines first: short ones fill the tail
-            pending = deque(sorted(pending, key=lambda r: (-r.cap, r.index)))
+        pending = self._prepare(rows, on_outcome, should_stop)
         active: list[_Row] = []
         cache = None
-        while pending or active:
+        while (pending or active) and not should_stop():  # stopped: rows in flight dropped, none started
             # One round: the rows in flight take a batched decode step, then free slots take new lines (each
             # prefilled alone); every row of the round — new ones with their first frame — samples together.
             logits, hidden = [], []
@@ -290,6 +284,24 @@ class Qwen3BatchSession:
                 self._finish(r, pending, on_outcome)
 
     # -- internals --
+    def _prepare(self, rows: Sequence[SessionRow], on_outcome: OnOutcome, should_stop: ShouldStop) -> deque:
+        """The rows as queued lines with their voice prompts (longest first when continuous); a voice that cannot
+        be prepared fails its lines. Stops preparing (an empty queue) once `should_stop()` is True."""
+        pending: deque[_Row] = deque()
+        for i, row in enumerate(rows):
+            if should_stop():
+                return deque()
+            try:
+                voice = self.prompt_for(row)
+            except Exception as e:  # noqa: BLE001 — a voice that cannot be prepared fails its lines only
+                self._emit(on_outcome, RenderOutcome(row.job.key, None, f"engine error: {type(e).__name__}: {e}",
+                                                     seed=row.job.seed))
+                continue
+            pending.append(_Row(i, row, voice, self.cap_for(row.job), row.job.seed))
+        if self.policy == "continuous":  # longest lines first: short ones fill the tail
+            pending = deque(sorted(pending, key=lambda r: (-r.cap, r.index)))
+        return pending
+
     def _emit(self, on_outcome: OnOutcome, outcome: RenderOutcome) -> None:
         self.stats.lines += 1
         self.stats.tokens += outcome.tokens
@@ -433,7 +445,7 @@ class Qwen3RenderSession:
         self.policy = policy
         self.stats = SessionStats(batch_size=self.batch_size)
 
-    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome) -> None:
+    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome, should_stop: ShouldStop = never) -> None:
         from ..languages import language_name
         from ..mlx_runtime import on_mlx_thread
 
@@ -441,15 +453,17 @@ class Qwen3RenderSession:
         for row in rows:
             self.engine.check_lock(row.lock)
             language_name(row.job.language)  # a bad language is a settings error for the whole run
-        on_mlx_thread(self._run, rows, on_outcome)
+        on_mlx_thread(self._run, rows, on_outcome, should_stop)
 
-    def _run(self, rows: list[SessionRow], on_outcome: OnOutcome) -> None:
+    def _run(self, rows: list[SessionRow], on_outcome: OnOutcome, should_stop: ShouldStop) -> None:
         clone = [r for r in rows if r.lock.kind == "clone"]
         if clone:
             session = self.batch_session()
-            session.run(clone, on_outcome)
+            session.run(clone, on_outcome, should_stop)
             self.stats.add(session.stats)
         for row in rows:
+            if should_stop():
+                return
             if row.lock.kind != "clone":
                 outcome = self.engine.render_preset(row.lock, row.job)
                 self.stats.steps += max(1, outcome.tokens)  # CustomVoice decodes one row at a time

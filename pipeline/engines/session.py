@@ -6,6 +6,11 @@ callback as soon as that row is finished, so callers store each line at once and
 Engines with a step-wise batch (qwen3: `pipeline.engines.qwen3_session`) implement `session(batch_size)`. Every
 other engine gets `PerVoiceSession`: rows grouped by voice, `engine.render(lock, batch)` per group of
 `batch_size` (preview and instant render the rows of a call one by one). For those a "step" is one engine call.
+
+Stopping early: `run(rows, on_outcome, should_stop)` asks `should_stop()` before each step (a decode step, or an
+engine call) and returns as soon as it says True. Rows already handed out stay handed out (callers store each one
+as it finishes); rows in flight are dropped, nothing of them handed out; rows not started never start. The caller
+(a Ctrl-C in the CLI, through `flows.interrupt`) decides what stopping means; nothing here knows about signals.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ from ..lock import VoiceLock
 from .base import RenderJob, RenderOutcome
 
 OnOutcome = Callable[[RenderOutcome], None]
+ShouldStop = Callable[[], bool]
+
+
+def never() -> bool:
+    """The default `should_stop`: run every row."""
+    return False
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,10 @@ class SessionStats:
 class RenderSession(Protocol):
     stats: SessionStats
 
-    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome) -> None:
+    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome, should_stop: ShouldStop = never) -> None:
         """Render every row; call `on_outcome` once per row (any order) as it finishes. Never raises for one
-        line: an engine error becomes that row's failed outcome."""
+        line: an engine error becomes that row's failed outcome. Returns early, leaving rows without an
+        outcome, once `should_stop()` is True (checked before each step)."""
 
 
 def open_session(engine, batch_size: int) -> RenderSession:
@@ -100,17 +112,22 @@ class PerVoiceSession:
         self.batch_size = max(1, int(batch_size))
         self.stats = SessionStats(batch_size=self.batch_size)
 
-    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome) -> None:
+    def run(self, rows: Sequence[SessionRow], on_outcome: OnOutcome, should_stop: ShouldStop = never) -> None:
+        for batch in self._batches(rows):
+            if should_stop():
+                return
+            for outcome in self._render(batch[0].lock, [r.job for r in batch], should_stop):
+                self.stats.lines += 1
+                self.stats.tokens += outcome.tokens
+                on_outcome(outcome)
+
+    def _batches(self, rows: Sequence[SessionRow]) -> list[list[SessionRow]]:
+        """Up to `batch_size` rows of one voice each, voice by voice."""
         by_voice: dict[int, list[SessionRow]] = {}
         for row in rows:  # callers hand every row of one voice the same lock object
             by_voice.setdefault(id(row.lock), []).append(row)
-        for group in by_voice.values():
-            for start in range(0, len(group), self.batch_size):
-                batch = group[start:start + self.batch_size]
-                for outcome in self._render(batch[0].lock, [r.job for r in batch]):
-                    self.stats.lines += 1
-                    self.stats.tokens += outcome.tokens
-                    on_outcome(outcome)
+        return [group[start:start + self.batch_size] for group in by_voice.values()
+                for start in range(0, len(group), self.batch_size)]
 
     def _call(self, lock: VoiceLock, jobs: list[RenderJob]) -> list[RenderOutcome]:
         self.stats.steps += 1
@@ -120,7 +137,7 @@ class PerVoiceSession:
         return [outcomes.get(j.key) or RenderOutcome(j.key, None, "engine returned no outcome for this line",
                                                      seed=j.seed) for j in jobs]
 
-    def _render(self, lock: VoiceLock, jobs: list[RenderJob]) -> list[RenderOutcome]:
+    def _render(self, lock: VoiceLock, jobs: list[RenderJob], should_stop: ShouldStop) -> list[RenderOutcome]:
         try:
             return self._call(lock, jobs)
         except Exception as e:  # noqa: BLE001 — an engine failure must not stop other lines
@@ -128,6 +145,8 @@ class PerVoiceSession:
                 return [_crashed(jobs[0], e)]
         out = []
         for job in jobs:
+            if should_stop():
+                break
             try:
                 out.extend(self._call(lock, [job]))
             except Exception as e:  # noqa: BLE001
