@@ -116,3 +116,18 @@ def test_state_result_inside_an_event_loop_is_the_result_not_a_coroutine():
     assert bare_is_coroutine and value == {"rendered": ["k"]}
     _, exc = asyncio.run(read(Failed(data=ValueError("no")), raise_on_failure=False))
     assert isinstance(exc, ValueError)
+
+
+def test_a_ctrl_c_after_the_render_finished_leaves_it_completed():
+    from flows import interrupt
+    from flows.cli.render import _was_interrupted
+
+    interrupt.reset()
+    assert not _was_interrupted(None, {"status": "interrupted"})  # an earlier run's report, no Ctrl-C now
+    interrupt.request()
+    try:
+        assert not _was_interrupted(None, {"status": "completed"})  # came while the master was written
+        assert _was_interrupted(None, {"status": "interrupted"}) and _was_interrupted(None, None)
+        assert _was_interrupted(interrupt.RenderInterrupted("stopped"), {"status": "failed"})
+    finally:
+        interrupt.reset()

@@ -160,15 +160,13 @@ def _interrupted_line(report: dict | None) -> str:
 
 
 def _was_interrupted(exc, report: dict | None) -> bool:
-    """The flow stopped for a Ctrl-C (its report says so, or it raised RenderInterrupted, or it left no report
-    after one). A Ctrl-C that came when the render had finished anyway leaves a completed run."""
+    """The flow stopped for a Ctrl-C: it raised RenderInterrupted, or a Ctrl-C came and the report says
+    interrupted (or there is none). A Ctrl-C that came when the render had finished anyway leaves a completed run."""
     from flows import interrupt
 
     if isinstance(exc, interrupt.RenderInterrupted):
         return True
-    if report is not None:
-        return report.get("status") == "interrupted"
-    return interrupt.requested()
+    return interrupt.requested() and (report is None or report.get("status") == "interrupted")
 
 
 @click.command(name="render")
