@@ -111,21 +111,25 @@ def between_chunks(done: int, total: int) -> None:
 
 @dataclass(frozen=True)
 class ChunkOutcome:
-    """What one render task did: keys rendered, failures by key, keys stopped by a Ctrl-C, engine figures."""
+    """What one render task did: keys rendered, failures by key, keys stopped by a Ctrl-C, engine figures, and keys
+    found already stored when the task ran (another render, e.g. a farm worker, stored them meanwhile)."""
 
     rendered: set[str]
     failed: dict[str, dict]
     stopped: set[str]
     engine: dict | None
+    reused: frozenset[str] = frozenset()
 
 
 def _chunk_outcome(state, chunk) -> ChunkOutcome:
     if state.is_completed():
         result = state_result(state)
-        return ChunkOutcome(set(result["rendered"]), {}, set(result.get("stopped", ())), result["engine"])
+        return ChunkOutcome(set(result["rendered"]), {}, set(result.get("stopped", ())), result["engine"],
+                            frozenset(result.get("reused", ())))
     exc = state_result(state, raise_on_failure=False)
     if isinstance(exc, ChunkRenderError):
-        return ChunkOutcome(set(exc.rendered), {f["key"]: f for f in exc.failures}, set(exc.stopped), exc.engine)
+        return ChunkOutcome(set(exc.rendered), {f["key"]: f for f in exc.failures}, set(exc.stopped), exc.engine,
+                            frozenset(exc.reused))
     reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
     return ChunkOutcome(set(), {j.key: {"key": j.key, "character": j.character, "scene_index": j.scene_index,
                                         "source_line": j.source_line, "text": j.text,
@@ -196,6 +200,8 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
                 failures[i].append({**outcome.failed[j.key], "scene": records[i]["scene"]})
             elif j.key in outcome.rendered:
                 records[i]["rendered"] += 1
+            elif j.key in outcome.reused:
+                records[i]["reused"] += 1
             else:
                 failures[i].append(_line_failure(records[i], j, "the render task returned no outcome for this line"))
             waiting[i].discard(j.key)

@@ -276,12 +276,13 @@ class ChunkRenderError(RenderError):
     its own scene."""
 
     def __init__(self, label: str, failures: list[dict], rendered: list[str], engine: dict,
-                 stopped: list[str] = ()):
+                 stopped: list[str] = (), reused: list[str] = ()):
         self.label = label
         self.failures = failures
         self.rendered = rendered
         self.engine = engine
         self.stopped = list(stopped)
+        self.reused = list(reused)
         lines = "; ".join(f"line {f['source_line']} {f['character']}: {f['reason']}" for f in failures[:10])
         super().__init__(f"Lines {label}: {len(failures)} line(s) failed — {lines}")
 
@@ -312,7 +313,8 @@ def render_lines_task(label: str, jobs: list[dict], locks: dict[str, str], spec:
               "failed": [f.to_json() for f in summary.failed], "engine": summary.engine.to_json(),
               "stopped": list(summary.stopped)}
     if summary.failed:
-        raise ChunkRenderError(label, result["failed"], result["rendered"], result["engine"], result["stopped"])
+        raise ChunkRenderError(label, result["failed"], result["rendered"], result["engine"], result["stopped"],
+                               result["reused"])
     return result
 
 

@@ -150,6 +150,23 @@ def test_two_renders_into_different_folders_share_lines(tmp_path, script, fake):
     assert Path(r1["outputs"]["master_wav"]).read_bytes() == Path(r2["outputs"]["master_wav"]).read_bytes()
 
 
+def test_lines_another_render_stored_meanwhile_are_reused_not_failed(tmp_path, script, fake, monkeypatch):
+    """Between the flow's look at the store and its render task, another render (another output folder, a farm
+    worker) stores the chunk's lines: the task finds them stored, and the flow counts them reused, not failed."""
+    import pipeline.render
+
+    real = pipeline.render.render_missing
+
+    def stored_meanwhile(engine, store, jobs, locks, **kw):
+        real(engine, store, jobs, locks, **kw)  # "the other render"
+        return real(engine, store, jobs, locks, **kw)  # this task: every line is in the store now
+
+    monkeypatch.setattr(pipeline.render, "render_missing", stored_meanwhile)
+    state, report = render(script, tmp_path / "out")
+    assert state.is_completed() and report["status"] == "completed", report.get("failures")
+    assert report["counts"]["rendered"] == 0 and report["counts"]["reused"] == 30 and report["counts"]["failed"] == 0
+
+
 # ---- 18.12 results are plain JSON; loading imports nothing named in a file
 
 
