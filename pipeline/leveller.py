@@ -12,12 +12,15 @@ windows all contain the chunk and its successor, so a gain linearly interpolated
 what either chunk needs: the output is under the ceiling by construction (attack = release = w, look-ahead w).
 The loudness the limiter takes away is predicted from the chunk energies and the gain raised to make up for it
 (a few cheap iterations over the chunk arrays, no audio touched).
-The oversampled envelope is computed only where it can matter: interpolation at 4x cannot exceed `TP_BOUND` × the
-largest sample within one chunk either side, so chunks whose gained bound stays under the ceiling are skipped.
+The oversampled envelope is computed only where it can matter, in two cheap sieves: interpolation at 4x cannot exceed
+`TP_BOUND` (7 dB) × the largest sample within one chunk either side; where that gained bound passes the ceiling, a
+tighter one from the chunk's samples and their second differences (`INTERP_A`, `INTERP_Q`: speech, far below Nyquist,
+has small ones) is computed, and only chunks still over are oversampled (a few % of speech). Scattered chunks are
+handled as rows of one array (the 4x filter as one matrix product), not one Python call each.
 
 Pass 2 (`Leveller.write`): spill × gain × interpolated limiter gain, block by block, to a sink; the result is metered
 exactly on the way (loudness, RMS, per-hop K-weighted energies for the master). The true peak is then verified once,
-on the written samples, in the chunks where it could be near the ceiling.
+on the written samples, in the chunks where it could be near the ceiling (the same two sieves, on what was written).
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ LIMIT_WINDOW_S = 0.005  # limiter attack/release/look-ahead
 LIMIT_MARGIN_DB = 0.05  # the limiter aims this far under the ceiling (24-bit rounding, interpolation of the gain)
 LEVEL_TOLERANCE_DB = 0.01  # the plan stops when the predicted level is this close to the target
 MAX_MAKEUP_DB = 24.0  # never raise the gain more than this above the unlimited gain to make up for limiting
-_PAD = 16  # frames of context either side of an oversampled run (the 4x filter reaches 10)
 _REACH = 10  # frames either side that one 4x interpolated value depends on
-_SPAN_CHUNKS = 4096  # chunks read at once when oversampling or verifying
+_SPAN_CHUNKS = 4096  # at most this many chunks read at once when oversampling or verifying
+_READ_GAP = 256  # chunks to oversample or bound this close together are read in one piece
 
 
 def chunk_frames(rate: int) -> int:
@@ -61,6 +64,95 @@ def _tp_bound() -> float:
 
 
 TP_BOUND = _tp_bound()
+
+
+def _interp_bound() -> tuple[float, float, int, int]:
+    """(A, Q, lo, hi): |each 4x interpolated value between frames n and n+1| ≤ A × max(|x[n]|, |x[n+1]|) + Q × the
+    largest |second difference| x[k] − 2x[k−1] + x[k−2] for k in n+lo … n+hi. Two summations by parts of each
+    phase's taps t: Σ t[m] x[n+m] = S x[n] + W Δx[n] + Σ V[j] Δ²x[n+j], exact for any signal, S − W and W being
+    the weights of x[n] and x[n+1]. Speech has its energy far below Nyquist, so its second differences are small
+    and this bound is far tighter than TP_BOUND (which holds for any signal, however harsh)."""
+    delay = (len(ld._oversampling_fir()) - 1) // (2 * ld.OVERSAMPLE)
+    a = q = 0.0
+    lo, hi = 0, 0
+    for h in ld._phase_taps():
+        m = delay - np.arange(len(h))  # y[n] = Σ h[k] x[n + delay − k] = Σ t[m] x[n + m], t[m] = h[delay − m]
+        js = np.arange(m.min(), m.max() + 1)
+        t = np.zeros(len(js))
+        t[m - js[0]] = h
+        u = np.array([t[js > j].sum() if j >= 0 else -t[js <= j].sum() for j in js])  # Σ u[j] Δx[n+j]
+        v = np.array([u[js > j].sum() if j >= 0 else -u[js <= j].sum() for j in js])  # Σ v[j] Δ²x[n+j]
+        s, w = float(t.sum()), float(u.sum())
+        a, q = max(a, abs(s - w) + abs(w)), max(q, float(np.abs(v).sum()))
+        used = js[v != 0] + 2  # forward Δ²x[i] is the backward difference at k = i + 2
+        if used.size:
+            lo, hi = min(lo, int(used.min())), max(hi, int(used.max()))
+    if (hi - lo) % 2:  # an odd-sized window, centred on a frame
+        hi += 1
+    return a, q, lo, hi
+
+
+INTERP_A, INTERP_Q, *_CURVE_REACH = _interp_bound()
+_BOUND_SLACK = 1e-9  # relative: float rounding never puts a bound under the value it bounds
+
+
+_CONTEXT = 10  # frames either side of a chunk that its envelope and its bound depend on
+assert _CONTEXT >= (len(ld._oversampling_fir()) - 1) // (2 * ld.OVERSAMPLE) and _CONTEXT >= max(2 - _CURVE_REACH[0],
+                                                                                              _CURVE_REACH[1])
+
+
+def _phase_matrix(chunk: int) -> np.ndarray:
+    """(chunk + 2 × _CONTEXT, 4 × chunk): a row of a chunk's frames with context times this matrix gives the 4x
+    interpolated values of each of its frames, phase by phase (the taps of loudness._phase_taps laid out as a band),
+    so many chunks are oversampled in one matrix product."""
+    if chunk not in _PHASE_MATRICES:
+        delay = (len(ld._oversampling_fir()) - 1) // (2 * ld.OVERSAMPLE)
+        m = np.zeros((chunk + 2 * _CONTEXT, ld.OVERSAMPLE * chunk))
+        for p, h in enumerate(ld._phase_taps()):
+            for n in range(chunk):  # y[n] = Σ_k h[k] x[n + delay − k]
+                m[_CONTEXT + n + delay - np.arange(len(h)), p * chunk + n] = h
+        _PHASE_MATRICES[chunk] = m
+    return _PHASE_MATRICES[chunk]
+
+
+_PHASE_MATRICES: dict[int, np.ndarray] = {}
+_MATMUL_ROWS = 128  # rows per product: small enough that BLAS stays on one thread (its threads cost more than they
+# gain on a busy machine, and four times as much in the worst case measured)
+
+
+def _rows_envelope(rows: list[np.ndarray], chunk: int, valid: np.ndarray) -> np.ndarray:
+    """Per row (a chunk's frames with _CONTEXT frames either side; one (R, W) array per channel): the largest |x|
+    and 4x interpolated value between each of the chunk's first `valid` frames and the next — the maximum of
+    loudness.envelope over the chunk, for many chunks in one matrix product per channel."""
+    m = _phase_matrix(chunk)
+    env = None
+    for x in rows:
+        y = np.concatenate([x[i : i + _MATMUL_ROWS] @ m for i in range(0, len(x), _MATMUL_ROWS)])
+        np.abs(y, out=y)
+        y = y.reshape(len(x), ld.OVERSAMPLE, chunk)
+        e = np.maximum(np.abs(x[:, _CONTEXT : _CONTEXT + chunk]), y[:, 0])
+        for p in range(1, ld.OVERSAMPLE):
+            np.maximum(e, y[:, p], out=e)
+        env = e if env is None else np.maximum(env, e, out=env)
+    if valid.min() < chunk:  # a last partial chunk: nothing past the signal's end
+        env[np.arange(chunk)[None, :] >= valid[:, None]] = 0.0
+    return env.max(axis=1)
+
+
+def _rows_bound(rows: list[np.ndarray], chunk: int, valid: np.ndarray) -> np.ndarray:
+    """Per row (as `_rows_envelope`): an upper bound of the chunk's envelope from |x| and second differences
+    alone (INTERP_A, INTERP_Q) — a few cheap passes instead of four convolutions; for speech within a fraction of a
+    dB of the envelope. (Frames past the signal's end are zeros: counting them can only raise the bound.)"""
+    lo, hi = _CONTEXT + _CURVE_REACH[0] - 2, _CONTEXT + chunk - 1 + _CURVE_REACH[1]  # x[k−2] … x[k] for k in reach
+    peak = curve = None
+    for x in rows:
+        p = np.abs(x[:, _CONTEXT : _CONTEXT + chunk + 1]).max(axis=1)  # frames n and n + 1
+        w = x[:, lo : hi + 1]
+        d = w[:, 2:] - 2.0 * w[:, 1:-1]
+        d += w[:, :-2]
+        c = np.abs(d, out=d).max(axis=1)
+        peak, curve = (p, c) if peak is None else (np.maximum(peak, p), np.maximum(curve, c))
+    return (INTERP_A * peak + INTERP_Q * curve) * (1.0 + _BOUND_SLACK)
 
 
 class _Spill:
@@ -148,6 +240,8 @@ class Plan:
     chunks: int
     envelope: np.ndarray | None = None  # per chunk: the 4x oversampled peak where `exact`, the sample peak elsewhere
     exact: np.ndarray | None = None
+    upper: np.ndarray | None = None  # per chunk: an upper bound of its envelope (_rows_bound where it was computed)
+    bounded_chunks: int = 0  # chunks whose _rows_bound was computed
 
 
 @dataclass(frozen=True)
@@ -214,16 +308,19 @@ class Leveller:
         x = self._spill.read(0, self.frames)
         return ld.rms_db(x)
 
+    def _tighten(self, upper: np.ndarray, chunks: np.ndarray, bounded: np.ndarray) -> None:
+        """Lower upper[c] to the chunk's bound from its samples (`_rows_bound`, read from the spill); marks them."""
+        if chunks.size:
+            b = _chunk_maxima(self._spill.read, self.frames, self.chunk, chunks, _rows_bound)
+            upper[chunks] = np.minimum(upper[chunks], b)
+            bounded[chunks] = True
+
     def _envelope(self, env: np.ndarray, chunks: np.ndarray, exact: np.ndarray) -> None:
         """Set env[c] to the 4x oversampled peak of chunk c's frames (and the points between each frame and the next)
-        for the chunks given and their near neighbours, read from the spill; marks them exact."""
-        if not chunks.size:
-            return
-        ranges = _runs(chunks)
-        maxima = _chunk_envelopes(self._spill.read, self.frames, self.chunk, ranges)
-        for (first, last), m in zip(ranges, maxima):
-            env[first : last + 1] = m
-            exact[first : last + 1] = True
+        for the chunks given, read from the spill; marks them exact."""
+        if chunks.size:
+            env[chunks] = _chunk_maxima(self._spill.read, self.frames, self.chunk, chunks)
+            exact[chunks] = True
 
     def _reach_chunks(self) -> int:
         return -(-_REACH // self.chunk)
@@ -269,7 +366,8 @@ class Leveller:
         if not math.isfinite(measured):
             return Plan(0.0, None, measured, 0, len(peak), peak, np.zeros(len(peak), bool))
         aim = ld._gain(self.target.ceiling_db - LIMIT_MARGIN_DB)
-        neighbours = self._near(peak)
+        upper = self._near(peak) * TP_BOUND  # per chunk, an upper bound of its envelope: tightened below
+        bounded = np.zeros(len(peak), bool)
         env = peak.copy()
         exact = np.zeros(len(peak), bool)
         gain_db = first = self.target.level_db - measured
@@ -277,7 +375,8 @@ class Leveller:
         limiter, level = None, measured + gain_db
         for _ in range(16):
             gain = ld._gain(gain_db)
-            self._envelope(env, np.flatnonzero((neighbours * (gain * TP_BOUND) > aim) & ~exact), exact)
+            self._tighten(upper, np.flatnonzero((upper * gain > aim) & ~bounded), bounded)
+            self._envelope(env, np.flatnonzero((upper * gain > aim) & ~exact), exact)
             limiter = self._limiter(env, gain, aim)
             if limiter is None:
                 level = measured + gain_db
@@ -292,7 +391,7 @@ class Leveller:
                 (g0, l0), (g1, l1) = tried[-2], tried[-1]
                 slope = min(1.0, max(0.2, (l1 - l0) / (g1 - g0))) if g1 != g0 else 1.0
             gain_db = min(first + MAX_MAKEUP_DB, gain_db + miss / slope)
-        return Plan(gain_db, limiter, level, int(exact.sum()), len(peak), env, exact)
+        return Plan(gain_db, limiter, level, int(exact.sum()), len(peak), env, exact, upper, int(bounded.sum()))
 
     # ------------------------------------------------------------ pass 2
 
@@ -329,11 +428,12 @@ class Leveller:
 
     def _verify(self, reader: Callable[[int, int], np.ndarray], gain: float) -> tuple[float, int]:
         """The output's true peak, verified once. Per chunk an upper bound comes from the plan without touching the
-        audio: the 4x interpolation of gain × limiter × x is gain × g(n) × (interpolated x) — at most the planned
-        envelope — plus gain × (variation of g within the filter's reach) × TP_BOUND × the largest nearby sample;
-        where the envelope was not computed, gain × max g × TP_BOUND × the largest nearby sample. Only chunks whose
-        bound passes the ceiling are oversampled, from the written samples (`reader`). Returns (upper bound of the
-        true peak in dB, chunks oversampled)."""
+        audio: the 4x interpolation of gain × limiter × x is gain × g(n) × (interpolated x) — at most the chunk's
+        envelope (measured, or its upper bound) — plus gain × (variation of g within the filter's reach) × TP_BOUND
+        × the largest nearby sample; and never more than gain × max g × TP_BOUND × the largest nearby sample. Where
+        that bound passes the ceiling, the written samples (`reader`) are read: their own bound (`_rows_bound`)
+        first, and only the chunks still over the ceiling are oversampled. Returns (upper bound of the true peak in
+        dB, chunks oversampled)."""
         plan = self._plan
         peak, _, _ = self._chunks.arrays()
         if not peak.size or plan.envelope is None:
@@ -341,20 +441,16 @@ class Leveller:
         near = self._near(peak).astype(np.float64)
         nodes = plan.limiter if plan.limiter is not None else np.ones(len(peak) + 1)
         g_max, g_var = _reach_range(nodes, self._reach_chunks(), len(peak))
-        bound = np.where(plan.exact, gain * np.maximum(nodes[:-1], nodes[1:]) * plan.envelope
-                         + gain * g_var * TP_BOUND * near, gain * g_max * TP_BOUND * near)  # fmt: skip
+        upper = plan.upper if plan.upper is not None else near * TP_BOUND
+        envelope = np.where(plan.exact, plan.envelope, upper)
+        bound = gain * np.minimum(np.maximum(nodes[:-1], nodes[1:]) * envelope + g_var * TP_BOUND * near,
+                                  g_max * TP_BOUND * near)  # fmt: skip
         ceiling = ld._gain(self.target.ceiling_db)
+        todo = np.flatnonzero(bound > ceiling)  # the written samples' own bound, where the plan's is not enough
+        bound[todo] = np.minimum(bound[todo], _chunk_maxima(reader, self.frames, self.chunk, todo, _rows_bound))
         todo = np.flatnonzero(bound > ceiling)
-        ranges = _runs(todo, gap=0)
-        maxima = _chunk_envelopes(reader, self.frames, self.chunk, ranges)
-        checked = np.zeros(len(peak), bool)
-        best = 0.0
-        for (first, last), m in zip(ranges, maxima):
-            checked[first : last + 1] = True
-            best = max(best, float(m.max()) if m.size else 0.0)
-        rest = bound[~checked]
-        best = max(best, float(rest.max()) if rest.size else 0.0)
-        return ld._db(best), int(checked.sum())
+        bound[todo] = _chunk_maxima(reader, self.frames, self.chunk, todo)  # measured
+        return ld._db(float(bound.max())), len(todo)
 
 
 def _ramp(nodes: np.ndarray, start: int, stop: int, chunk: int) -> np.ndarray:
@@ -379,49 +475,31 @@ def _reach_range(nodes: np.ndarray, r: int, n: int) -> tuple[np.ndarray, np.ndar
     return hi, hi - lo
 
 
-def _runs(chunks: np.ndarray, gap: int = 4) -> list[tuple[int, int]]:
-    """[first, last] chunk ranges covering sorted chunk indices, joining ranges less than `gap` chunks apart."""
+def _chunk_maxima(read: Callable[[int, int], np.ndarray], frames: int, chunk: int, chunks: np.ndarray,
+                  rows_fn: Callable[[list[np.ndarray], int, np.ndarray], np.ndarray] = _rows_envelope) -> np.ndarray:
+    """`rows_fn` (`_rows_envelope` or `_rows_bound`) of the given sorted chunks. Each chunk becomes one row of its
+    frames with _CONTEXT frames either side (zeros outside the signal), so scattered chunks cost no Python loop
+    each; the signal is read once per group of nearby chunks (at most `_SPAN_CHUNKS` long), not as a whole."""
+    out = np.zeros(len(chunks))
     if not chunks.size:
-        return []
-    breaks = np.flatnonzero(np.diff(chunks) > gap) + 1
-    return [(int(r[0]), int(r[-1])) for r in np.split(chunks, breaks)]
-
-
-def _chunk_envelopes(read: Callable[[int, int], np.ndarray], frames: int, chunk: int,
-                     ranges: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Per range of chunks, the per-chunk maxima of the 4x oversampled envelope.
-
-    The signal is read once, in spans of `_SPAN_CHUNKS` chunks (plus _PAD frames of context) that hold a range;
-    each span's pieces of ranges are oversampled in one call on the pieces joined with their own context: a value
-    inside a piece only depends on frames within its context, so neighbouring pieces do not leak into each other."""
-    out = [np.zeros(last - first + 1) for first, last in ranges]
-    pieces: dict[int, list[tuple[int, int, int]]] = {}  # span -> [(range number, first chunk, last chunk)]
-    for n, (first, last) in enumerate(ranges):
-        c = first
-        while c <= last:
-            span = c // _SPAN_CHUNKS
-            end = min(last, (span + 1) * _SPAN_CHUNKS - 1)
-            pieces.setdefault(span, []).append((n, c, end))
-            c = end + 1
-    for span, items in sorted(pieces.items()):
-        base = max(0, items[0][1] * chunk - _PAD)
-        x = read(base, min(frames, (items[-1][2] + 1) * chunk + _PAD))
-        segments, spans = [], []
-        pos = 0
-        for n, first, last in items:
-            lo, hi = first * chunk, min(frames, (last + 1) * chunk)
-            a, b = max(0, lo - _PAD) - base, min(frames, hi + _PAD) - base
-            segments.append(x[a:b])
-            spans.append((n, first, pos + lo - base - a, pos + hi - base - a))
-            pos += b - a
-        env = ld.envelope(np.concatenate(segments))
-        for n, first, s, e in spans:
-            part = env[s:e]
-            k = -(-len(part) // chunk)
-            padded = np.zeros(k * chunk)
-            padded[: len(part)] = part
-            at = first - ranges[n][0]
-            out[n][at : at + k] = padded.reshape(k, chunk).max(axis=1)
+        return out
+    starts = np.flatnonzero(np.diff(chunks) > _READ_GAP) + 1  # a gap this short is cheaper read than skipped
+    starts = np.concatenate([[0], starts, [len(chunks)]])
+    offsets = np.arange(-_CONTEXT, chunk + _CONTEXT)
+    for a, b in zip(starts[:-1], starts[1:]):
+        while a < b:  # split groups longer than _SPAN_CHUNKS chunks
+            end = a + int(np.searchsorted(chunks[a:b], chunks[a] + _SPAN_CHUNKS))
+            cs = chunks[a:end]
+            lo, hi = int(cs[0]) * chunk - _CONTEXT, (int(cs[-1]) + 1) * chunk + _CONTEXT
+            x = read(max(0, lo), min(frames, hi))
+            at = (cs * chunk - lo)[:, None] + offsets[None, :]
+            rows = []
+            for ch in range(x.shape[1]):
+                padded = np.zeros(hi - lo)
+                padded[max(0, lo) - lo : max(0, lo) - lo + len(x)] = x[:, ch]
+                rows.append(padded[at])
+            out[a:end] = rows_fn(rows, chunk, np.minimum(chunk, frames - cs * chunk))
+            a = end
     return out
 
 
