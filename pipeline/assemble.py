@@ -191,14 +191,25 @@ def prepare_line(line: MixLine, rate: int, settings: Settings) -> np.ndarray:
     """One rendered line ready to place: loaded at `rate`, leading/trailing silence trimmed (the gaps are the pause
     model's, not the engine's), treated (device, off-screen), normalised to `loudness.line_lufs`, then lowered by
     the off-screen gain."""
+    return _prepare(line, rate, settings, weighted=False)[0]
+
+
+def _prepare(line: MixLine, rate: int, settings: Settings, *, weighted: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """`prepare_line`, and with `weighted` the prepared line's K-weighted signal (its frames and one gating hop of
+    ringing): computed anyway to measure the line's loudness, it is scaled by the same gains, so the scene's
+    loudness is measured from these instead of K-weighting the mix again."""
     p = settings.pauses
     x = _load_line(line, rate)
     if p.trim_silence:
         x = trim_silence(x, rate, p.trim_threshold_db, p.trim_pad)
     x = apply_effects(x, rate, line.effects, treatments_for(settings))
-    x = ld.normalise_line(x, rate, settings.loudness.line_lufs)[0]
+    if weighted:
+        x, _, k = ld.normalise_line_weighted(x, rate, settings.loudness.line_lufs)
+    else:
+        x, k = ld.normalise_line(x, rate, settings.loudness.line_lufs)[0], None
     gain = effects_gain_db(line.effects, settings)
-    return np.asarray(x, dtype=np.float64) * (10.0 ** (gain / 20.0) if gain else 1.0)
+    factor = 10.0 ** (gain / 20.0) if gain else 1.0
+    return np.asarray(x, dtype=np.float64) * factor, (k * factor if k is not None and gain else k)
 
 
 def line_groups(lines: Sequence[MixLine]) -> list[list[int]]:
@@ -220,12 +231,21 @@ def mix_line(job, audio_path: Path) -> MixLine:
                    pieces=job.pieces, cue_text=job.cue_text)
 
 
-def _joined(parts: list[np.ndarray], gap: np.ndarray) -> np.ndarray:
-    """The pieces of one line, one after another with a sentence gap between them."""
+def _joined(parts: list[tuple[np.ndarray, np.ndarray | None]], gap: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pieces of one line, one after another with a sentence gap between them; and their K-weighted signals
+    (each with its ringing) added at the same offsets, when given."""
     out: list[np.ndarray] = []
-    for n, x in enumerate(parts):
+    for n, (x, _) in enumerate(parts):
         out.extend([gap, x] if n else [x])
-    return np.concatenate(out) if out else np.zeros(0)
+    audio = np.concatenate(out) if out else np.zeros(0)
+    if len(parts) == 1 or any(k is None for _, k in parts):
+        return audio, (parts[0][1] if len(parts) == 1 else None)
+    weighted = np.zeros(len(audio) + max(len(k) - len(x) for x, k in parts))
+    pos = 0
+    for x, k in parts:
+        weighted[pos : pos + len(k)] += k
+        pos += len(x) + len(gap)
+    return audio, weighted
 
 
 def _whole(lines: Sequence[MixLine], group: list[int]) -> MixLine:
@@ -251,12 +271,16 @@ def mix_scene(
     groups = line_groups(lines)
     gap = np.zeros(_seconds(settings.pauses.sentence, rate))
     pieces = list(lines)
-    load = lambda i: _joined([prepare_line(pieces[j], rate, settings) for j in groups[i]], gap)  # noqa: E731
     lines = [_whole(pieces, g) for g in groups]  # one placed line (and cue) per script line, its pieces joined
     path = _scene_path(out_path, settings.output.format)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = ld.LoudnessTarget.from_settings(settings.loudness)
     with Leveller(rate, channels, target, spill_dir=path.parent) as lev:
+        weighted = lev.takes_energy
+
+        def load(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+            return _joined([_prepare(pieces[j], rate, settings, weighted=weighted) for j in groups[i]], gap)
+
         placements, total = _mix_into(lev, lines, load, settings, rate, channels)
         plan = lev.plan()
         for _ in range(2):  # the ceiling holds by construction; a verified overshoot is trimmed and written again
@@ -281,16 +305,24 @@ def mix_scene(
 
 
 def _mix_into(lev: Leveller, lines: Sequence[MixLine], load, settings: Settings, rate: int, channels: int):
-    """Place every line (`load(i)`: line i's prepared audio) and feed the mix to `lev` in order; returns
-    (placements sorted by start, total frames)."""
+    """Place every line (`load(i)`: line i's prepared audio, and its K-weighted signal or None) and feed the mix to
+    `lev` in order; returns (placements sorted by start, total frames).
+
+    For a LUFS target the mix's K-weighted signal is built alongside the mix from the lines' own (the filter is
+    linear and time-invariant: the K-weighting of a sum of placed, gained lines is the sum of theirs, overlaps and
+    dual dialogue included), each with one gating hop of ringing, and `lev` is given its energy per frame instead of
+    filtering the mix again."""
+    weighted = lev.takes_energy
+    tail = ld.hop_frames(rate) if weighted else 0  # ringing carried past each line's end
     placements: list[Placement] = []
     end, speaker, kind = 0, None, None
     pending = np.zeros((0, channels))  # the mix from frame `flushed` on; nothing before it can change any more
+    pending_k = np.zeros((0, channels)) if weighted else None  # its K-weighted signal
     flushed = 0
     for block in _blocks(lines):
-        audio = {i: load(i) for i in block}
-        placed, end, speaker = place_block(lines, block, {i: len(a) for i, a in audio.items()}, settings, rate, end,
-                                           speaker, kind)  # fmt: skip
+        loaded = {i: load(i) for i in block}
+        placed, end, speaker = place_block(lines, block, {i: len(a) for i, (a, _) in loaded.items()}, settings, rate,
+                                           end, speaker, kind)  # fmt: skip
         kind = lines[block[0]].kind
         first = min(pl.start for pl in placed)
         if first < flushed:
@@ -299,26 +331,47 @@ def _mix_into(lev: Leveller, lines: Sequence[MixLine], load, settings: Settings,
                 "start. Use pauses of 0 seconds or more."
             )
         if first > flushed + len(pending):  # silence up to this block: flush what is pending, then the gap
-            lev.feed(pending)
+            _feed(lev, pending, pending_k)
             lev.feed_silence(first - flushed - len(pending))
             pending, flushed = np.zeros((0, channels)), first
+            pending_k = np.zeros((0, channels)) if weighted else None
         elif first > flushed:  # this block cannot reach before `first`
-            lev.feed(pending[: first - flushed])
-            pending, flushed = pending[first - flushed :], first
-        stop = max(pl.start + pl.frames for pl in placed)
+            n = first - flushed
+            _feed(lev, pending[:n], None if pending_k is None else pending_k[:n])
+            pending, flushed = pending[n:], first
+            pending_k = None if pending_k is None else pending_k[n:]
+        stop = max(pl.start + pl.frames for pl in placed) + tail
         if stop > flushed + len(pending):
-            pending = np.concatenate([pending, np.zeros((stop - flushed - len(pending), channels))])
+            grow = np.zeros((stop - flushed - len(pending), channels))
+            pending = np.concatenate([pending, grow])
+            pending_k = None if pending_k is None else np.concatenate([pending_k, grow])
         for pl in placed:
             gains = _pan_gains(pl.pan, channels, pl.dual)
-            pending[pl.start - flushed : pl.start - flushed + pl.frames] += audio[pl.index][:, None] * gains[None, :]
+            audio, k = loaded[pl.index]
+            at = pl.start - flushed
+            pending[at : at + pl.frames] += audio[:, None] * gains[None, :]
+            if pending_k is not None:
+                pending_k[at : at + len(k)] += k[:, None] * gains[None, :]
         placements.extend(placed)
     total = scene_end(placements, end, settings, rate)
     hop = ld.hop_frames(rate)
     total = -(-total // hop) * hop  # whole gating hops: the master's blocks line up with the scenes'
-    lev.feed(pending)
-    lev.feed_silence(total - flushed - len(pending))
+    n = total - flushed  # ringing past the scene's end is not in it
+    _feed(lev, pending[:n], None if pending_k is None else pending_k[:n])
+    lev.feed_silence(n - min(n, len(pending)))
     placements.sort(key=lambda pl: (pl.start, pl.index))
     return placements, total
+
+
+def _feed(lev: Leveller, block: np.ndarray, weighted: np.ndarray | None) -> None:
+    """Feed a block of the mix, with the energy per frame of its K-weighted signal when that is built."""
+    if not len(block):
+        return
+    if weighted is None:
+        lev.feed(block)
+    else:
+        lev.feed(block, np.square(weighted[:, 0]) if weighted.shape[1] == 1 else np.einsum("ij,ij->i", weighted,
+                                                                                            weighted))  # fmt: skip
 
 
 def _file_reader(f: sf.SoundFile):

@@ -261,6 +261,7 @@ class Leveller:
         self._spill = _Spill(channels, spill_dir)
         self._chunks = _Chunks(self.chunk)
         self._k = ld.KWeighting(rate, channels) if target.mode == "lufs" else None
+        self._given = False
 
     def __enter__(self) -> "Leveller":
         return self
@@ -274,19 +275,35 @@ class Leveller:
 
     # ------------------------------------------------------------ pass 1
 
-    def feed(self, block: np.ndarray) -> None:
+    @property
+    def takes_energy(self) -> bool:
+        """Whether `feed` may be given the blocks' K-weighted energies (LUFS targets measure those)."""
+        return self._k is not None
+
+    def feed(self, block: np.ndarray, energy: np.ndarray | None = None) -> None:
+        """Pass 1 on the next block. `energy`: its K-weighted power per frame, summed over channels, when the caller
+        knows it (a scene mix adds up its lines' K-weighted signals); once given it must come with every later block,
+        since the filter's state is not carried through blocks it did not see."""
         block = ld._2d(block)
         if not block.size:
             return
+        if energy is None and self._given:
+            raise ValueError("feed: the K-weighted energy was given with earlier blocks; give it with every block")
+        self._given = self._given or energy is not None
         peak = ld._per_sample_max(block)
-        energy = self._k.energy(block) if self._k else np.einsum("ij,ij->i", block, block)
+        if energy is None:
+            energy = self._k.energy(block) if self._k else np.einsum("ij,ij->i", block, block)
+        elif self._k is None:
+            raise ValueError("feed: energies are K-weighted; an RMS target measures the samples themselves")
         self._chunks.feed(peak, energy)
         self._spill.write(block)
 
     def feed_silence(self, frames: int) -> None:
         zeros = np.zeros((min(frames, BLOCK_FRAMES), self.channels))
+        silent = np.zeros(len(zeros)) if self._given else None
         while frames > 0:
-            self.feed(zeros[: min(frames, BLOCK_FRAMES)])
+            n = min(frames, BLOCK_FRAMES)
+            self.feed(zeros[:n], None if silent is None else silent[:n])
             frames -= BLOCK_FRAMES
 
     # ------------------------------------------------------------ plan

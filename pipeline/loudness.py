@@ -189,6 +189,35 @@ def normalise_line(x: np.ndarray, rate: int, line_lufs: float) -> tuple[np.ndarr
     return np.asarray(x, dtype=np.float64) * _gain(gain), gain
 
 
+def normalise_line_weighted(x: np.ndarray, rate: int, line_lufs: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """`normalise_line` of a mono line (the same gain, the same samples) that also returns the scaled line's
+    K-weighted signal from rest, for its frames and one gating hop of the filter's ringing after them (past that
+    the ringing is below 1e-11 of the input): measured once here for the line's gain, it is what a scene mix adds up
+    (× pan gains) instead of K-weighting the mix again — the filter is linear and time-invariant."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    k = KWeighting(rate, 1).filtered(np.concatenate([x, np.zeros(hop_frames(rate))]))
+    level = _level_from_weighted(x, k[:n], rate)
+    if not math.isfinite(level):
+        return x, 0.0, k
+    gain = line_lufs - level
+    g = _gain(gain)
+    k *= g
+    return x * g, gain, k
+
+
+def _level_from_weighted(x: np.ndarray, k: np.ndarray, rate: int) -> float:
+    """level_db(x, rate) of mono `x` whose K-weighted signal is `k`: the same figures measure_lufs computes."""
+    if len(x) < int(_BLOCK_S * rate) + 1 or not np.any(x):
+        return rms_db(x)
+    hop = hop_frames(rate)
+    energy = np.square(k)
+    n = -(-len(energy) // hop) * hop
+    hops = np.concatenate([energy, np.zeros(n - len(energy))]).reshape(-1, hop).sum(axis=1)
+    lufs = gated_lufs(hops, len(x), rate)
+    return lufs if lufs is not None else rms_db(x)
+
+
 def limit_true_peak(x: np.ndarray, rate: int, ceiling_db: float, window_s: float = 0.005) -> np.ndarray:
     """Look-ahead peak limiter: a smooth gain curve that keeps the 4x-oversampled peak under `ceiling_db`.
 
@@ -289,6 +318,14 @@ class KWeighting:
     def __init__(self, rate: int, channels: int):
         self._sos = _k_sos(rate)
         self._zi = np.zeros((len(self._sos), 2, channels))
+
+    def filtered(self, block: np.ndarray) -> np.ndarray:
+        """The K-weighted signal of a mono block (1-D in, 1-D out)."""
+        from scipy.signal import sosfilt
+
+        y, zi = sosfilt(self._sos, np.ascontiguousarray(block, dtype=np.float64), zi=self._zi[:, :, 0])
+        self._zi = zi[:, :, None]
+        return y
 
     def energy(self, block: np.ndarray) -> np.ndarray:
         from scipy.signal import sosfilt
