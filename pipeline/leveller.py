@@ -37,6 +37,7 @@ import numpy as np
 from . import loudness as ld
 
 BLOCK_FRAMES = 1 << 16
+SPILL_MEMORY = 16 << 20  # bytes of float32 frames a scene mix keeps in memory before it spills to a temp file
 LIMIT_WINDOW_S = 0.005  # limiter attack/release/look-ahead
 LIMIT_MARGIN_DB = 0.05  # the limiter aims this far under the ceiling (24-bit rounding, interpolation of the gain)
 LEVEL_TOLERANCE_DB = 0.01  # the plan stops when the predicted level is this close to the target
@@ -156,26 +157,37 @@ def _rows_bound(rows: list[np.ndarray], chunk: int, valid: np.ndarray) -> np.nda
 
 
 class _Spill:
-    """Where pass 1 keeps the raw signal: float32 frames in memory or in a temp file."""
+    """Where pass 1 keeps the raw signal: float32 frames in memory, moved to a temp file in `folder` once they pass
+    `SPILL_MEMORY` bytes (never, without a folder)."""
 
     def __init__(self, channels: int, folder: Path | None):
         self.channels = channels
         self.frames = 0
-        self._parts: list[np.ndarray] | None = None if folder else []
+        self._folder = folder
+        self._parts: list[np.ndarray] = []
+        self._bytes = 0
         self._file = None
-        if folder is not None:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=".mix-", suffix=".f32", dir=folder)
-            self._file = os.fdopen(fd, "w+b")
-            self.path = Path(name)
+        self.path: Path | None = None
 
     def write(self, block: np.ndarray) -> None:
         data = np.ascontiguousarray(block, dtype="<f4")
+        self.frames += len(block)
+        if self._file is None and self._folder is not None and self._bytes + data.nbytes > SPILL_MEMORY:
+            self._to_file()
         if self._file is not None:
             data.tofile(self._file)
         else:
-            self._parts.append(data)
-        self.frames += len(block)
+            self._parts.append(data.copy() if data is block or data.base is not None else data)  # never a caller's
+            self._bytes += data.nbytes
+
+    def _to_file(self) -> None:
+        Path(self._folder).mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".mix-", suffix=".f32", dir=self._folder)
+        self._file = os.fdopen(fd, "w+b")
+        self.path = Path(name)
+        for part in self._parts:
+            part.tofile(self._file)
+        self._parts, self._bytes = [], 0
 
     def read(self, start: int, stop: int) -> np.ndarray:
         start, stop = max(0, start), min(self.frames, stop)
@@ -191,6 +203,7 @@ class _Spill:
         return data.reshape(-1, self.channels).astype(np.float64)
 
     def close(self) -> None:
+        self._parts = []
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -208,13 +221,21 @@ class _Chunks:
         self._done: tuple[np.ndarray, np.ndarray, int] | None = None
 
     def feed(self, peak: np.ndarray, energy: np.ndarray) -> None:
-        p, e = np.concatenate([self._carry_p, peak]), np.concatenate([self._carry_e, energy])
-        full = len(p) // self.size * self.size
-        if full:
-            self._peak.append(p[:full].reshape(-1, self.size).max(axis=1).astype(np.float32))
-            self._energy.append(e[:full].reshape(-1, self.size).sum(axis=1))
-        self._carry_p, self._carry_e = p[full:], e[full:]
         self._done = None
+        if self._carry_p.size:  # complete the chunk begun by the last block (no copy of this whole block)
+            k = self.size - self._carry_p.size
+            head_p, head_e = np.concatenate([self._carry_p, peak[:k]]), np.concatenate([self._carry_e, energy[:k]])
+            if len(head_p) < self.size:
+                self._carry_p, self._carry_e = head_p, head_e
+                return
+            self._peak.append(np.array([head_p.max()], np.float32))
+            self._energy.append(np.array([head_e.sum()]))
+            peak, energy = peak[k:], energy[k:]
+        full = len(peak) // self.size * self.size
+        if full:
+            self._peak.append(peak[:full].reshape(-1, self.size).max(axis=1).astype(np.float32))
+            self._energy.append(energy[:full].reshape(-1, self.size).sum(axis=1))
+        self._carry_p, self._carry_e = peak[full:].copy(), energy[full:].copy()
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(peak per chunk, energy per chunk, frames in the last chunk); the last chunk may be partial."""

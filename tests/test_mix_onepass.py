@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 from audio_fixtures import RATE, line, write_line
 
+from pipeline import leveller
 from pipeline import loudness as ld
 from pipeline.assemble import MixLine, assemble_master, mix_scene
 from pipeline.config import Settings
@@ -93,11 +94,24 @@ def test_acx_rms_target_in_one_pass():
     assert ld.true_peak_db(y) <= target.ceiling_db
 
 
-def test_leveller_spill_file_is_removed(tmp_path):
+def test_leveller_spill_file_is_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(leveller, "SPILL_MEMORY", 20_000)  # bytes: 2 s of audio passes it
+    x = noise_like(2.0)
     with Leveller(RATE, 1, BROADCAST, spill_dir=tmp_path) as lev:
-        lev.feed(noise_like(2.0))
+        lev.feed(x[:1000])  # in memory so far
+        assert list(tmp_path.iterdir()) == []
+        lev.feed(x[1000:])  # past the limit: what was in memory moves to the file, the rest follows
         assert any(p.suffix == ".f32" for p in tmp_path.iterdir())
+        np.testing.assert_array_equal(lev._spill.read(0, len(x))[:, 0], x.astype(np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_short_mix_stays_in_memory(tmp_path):
+    x = noise_like(2.0)
+    with Leveller(RATE, 1, BROADCAST, spill_dir=tmp_path) as lev:
+        lev.feed(x)
+        assert list(tmp_path.iterdir()) == []
+        np.testing.assert_array_equal(lev._spill.read(100, 200)[:, 0], x[100:200].astype(np.float32))
 
 
 def test_scene_of_tiny_model_like_lines_reaches_target(tmp_path):
