@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -287,8 +288,8 @@ def mix_scene(
             with atomic_path(path) as tmp:
                 with sf.SoundFile(str(tmp), "w", rate, channels, **_sf_args(settings.output.format)) as f:
                     lev.write(lambda y: f.write(y[:, 0] if channels == 1 else y), plan)
-                with sf.SoundFile(str(tmp)) as written:
-                    result = lev.finish(_file_reader(written))
+                with _written_reader(tmp) as read:
+                    result = lev.finish(read)
                 over = result.report.true_peak_db - target.ceiling_db
                 if over <= 0:
                     break
@@ -372,6 +373,34 @@ def _feed(lev: Leveller, block: np.ndarray, weighted: np.ndarray | None) -> None
     else:
         lev.feed(block, np.square(weighted[:, 0]) if weighted.shape[1] == 1 else np.einsum("ij,ij->i", weighted,
                                                                                             weighted))  # fmt: skip
+
+
+@contextmanager
+def _written_reader(path: Path):
+    """`read(a, b)`: frames [a, b) of a written scene file as float64, the samples as stored (what soundfile reads).
+    A 24-bit PCM WAV is decoded straight from its data chunk (memory-mapped: the check reads scattered pieces of
+    it, and each soundfile read costs a seek and a decoder call); anything else is read through soundfile."""
+    info = sf.info(str(path))
+    if (info.format, info.subtype) != ("WAV", "PCM_24"):
+        with sf.SoundFile(str(path)) as f:
+            yield _file_reader(f)
+        return
+    offset, size = _wav_data(path)
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(size,)) if size else np.zeros(0, np.uint8)
+    try:
+        yield lambda a, b: _pcm24(data, info.channels, a, b)
+    finally:
+        del data
+
+
+def _pcm24(data: np.ndarray, channels: int, a: int, b: int) -> np.ndarray:
+    """Frames [a, b) of little-endian 24-bit PCM bytes as float64 in [-1, 1) (value / 2**23, as libsndfile reads)."""
+    width = 3 * channels
+    raw = np.asarray(data[a * width : b * width]).reshape(-1, 3)
+    v = raw[:, 2].astype(np.int8).astype(np.int32) << 16  # the top byte carries the sign
+    v |= raw[:, 1].astype(np.int32) << 8
+    v |= raw[:, 0]
+    return (v / 8388608.0).reshape(-1, channels)
 
 
 def _file_reader(f: sf.SoundFile):

@@ -251,3 +251,118 @@ def test_a_verified_overshoot_is_trimmed_and_written_again(tmp_path, monkeypatch
     data, _ = sf.read(str(res.path))
     assert ld.true_peak_db(data) <= Settings().loudness.true_peak_db
     assert lufs(data) < Settings().loudness.target_lufs - 0.5  # trimmed, since nothing was limited
+
+
+# ---------------------------------------------------------------- cheap paths that must equal the exact ones
+
+
+@pytest.mark.parametrize("stereo", [False, True], ids=["mono", "stereo"])
+@pytest.mark.parametrize("pauses", [{}, {"pauses.same_speaker": 0.0, "pauses.speaker_change": 0.01,
+                                         "pauses.sentence": 0.0}], ids=["default-pauses", "touching-lines"])
+def test_scene_energies_from_the_lines_equal_k_weighting_the_mix(tmp_path, monkeypatch, stereo, pauses):
+    """The leveller is given the mix's K-weighted energy built from the lines' own K-weighted signals (× pan gains,
+    pieces joined at their gap, a dual pair overlapped, off-screen gain applied): it equals K-weighting the whole
+    mix, also when lines touch (no gap for the filter's ringing to die away in)."""
+    d = tmp_path / "lines"
+    lines = [line(d, "a", "ANNA", 17_123, seed=1),
+             line(d, "p0", "BEN", 9_999, seed=2, piece=0, pieces=2), line(d, "p1", "BEN", 5_001, seed=3, piece=1,
+                                                                           pieces=2),
+             MixLine("c", "ANNA", "…", write_line(d, "c", noise_like(1.5, seed=3).astype(np.float32)), dual_group=1),
+             MixLine("e", "BEN", "…", write_line(d, "e", noise_like(0.9, seed=4).astype(np.float32)), dual_group=1,
+                     dual_side=1),
+             line(d, "f", "CARA", 30_001, seed=5, effects=("offscreen",), extension="O.S.")]  # fmt: skip
+    seen = {}
+    original = Leveller.plan
+
+    def plan(self):
+        seen["given"] = self._given
+        seen["energy"] = self._chunks.arrays()[1].copy()
+        seen["mix"] = self._spill.read(0, self.frames)
+        return original(self)
+
+    monkeypatch.setattr(Leveller, "plan", plan)
+    s = settings(**{"output.stereo": stereo, **pauses})
+    res = mix_scene(lines, tmp_path / "s", s, scene_index=0, heading=None)
+    assert seen["given"]
+    with Leveller(RATE, 2 if stereo else 1, BROADCAST) as ref:
+        ref.feed(seen["mix"])
+        expected = ref._chunks.arrays()[1]
+    # the spill holds float32 samples, the energies come from the float64 lines: agreement to float32 precision
+    np.testing.assert_allclose(seen["energy"], expected, rtol=1e-5, atol=1e-9 * expected.max())
+    data, _ = sf.read(str(res.path))
+    assert abs(lufs(data) - Settings().loudness.target_lufs) <= 0.1
+    assert ld.true_peak_db(data) <= Settings().loudness.true_peak_db
+    assert res.loudness.lufs == pytest.approx(lufs(data), abs=1e-3)
+
+
+def test_a_line_weighted_once_has_the_gain_normalise_line_gives():
+    x = noise_like(3.0, seed=7)
+    y, gain = ld.normalise_line(x, RATE, -20.0)
+    y2, gain2, k = ld.normalise_line_weighted(x, RATE, -20.0)
+    assert gain2 == gain and np.array_equal(y2, y)
+    assert len(k) == len(x) + ld.hop_frames(RATE)
+    expected = ld.KWeighting(RATE, 1).energy(y)
+    np.testing.assert_allclose(np.square(k[: len(x)]), expected, rtol=1e-9, atol=1e-12 * expected.max())
+    short = x[:2000]  # too short to gate: the RMS fallback, as level_db
+    assert ld.normalise_line_weighted(short, RATE, -20.0)[1] == ld.normalise_line(short, RATE, -20.0)[1]
+
+
+def test_given_energies_must_come_with_every_block():
+    with Leveller(RATE, 1, BROADCAST) as lev:
+        lev.feed(np.zeros(100))
+        lev.feed(np.ones(100) * 0.1, np.full(100, 0.01))
+        with pytest.raises(ValueError, match="every block"):
+            lev.feed(np.ones(100) * 0.1)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "alternating", "speech", "clicks"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_sample_bound_is_never_below_the_oversampled_envelope(kind, channels):
+    """The sieve's bound (|x| and second differences) holds for any signal, harsh ones included, to the last chunk."""
+    from pipeline.leveller import _chunk_maxima, _rows_bound
+
+    rng = np.random.default_rng(3)
+    n = 24_011
+    x = {"gaussian": rng.standard_normal((n, channels)) * 0.3,
+         "alternating": np.sign(rng.standard_normal((n, channels))) * 0.9,
+         "speech": np.stack([speech_like(1.01, seed=c)[:n] * 10 for c in range(channels)], axis=1),
+         "clicks": np.where(rng.uniform(size=(n, channels)) > 0.999, 0.95, 0.0)}[kind]  # fmt: skip
+    chunk = leveller.chunk_frames(RATE)
+    chunks = np.arange(-(-n // chunk))
+    env = ld.envelope(x)
+    padded = np.zeros(len(chunks) * chunk)
+    padded[:n] = env
+    exact = padded.reshape(-1, chunk).max(axis=1)
+    read = lambda a, b: x[a:b]  # noqa: E731
+    np.testing.assert_allclose(_chunk_maxima(read, n, chunk, chunks), exact, rtol=1e-12, atol=1e-15)
+    assert np.all(_chunk_maxima(read, n, chunk, chunks, _rows_bound) >= exact)
+    if kind == "speech":  # the point of it: tight on speech's loud chunks, where TP_BOUND would be 7 dB over
+        loud = exact > 0.5 * exact.max()
+        assert np.max(_chunk_maxima(read, n, chunk, chunks[loud], _rows_bound) / exact[loud]) < 1.5
+
+
+def test_sieved_plan_limits_exactly_as_oversampling_everything(monkeypatch):
+    """Skipping the oversampling where the bounds prove it cannot matter changes nothing: the same limiter."""
+    x = noise_like(8.0, seed=11) * 3
+    _, sieved = normalise_array(x, RATE, BROADCAST)
+    monkeypatch.setattr(leveller, "_rows_bound", lambda rows, chunk, valid: np.full(len(rows[0]), 1e30))
+    monkeypatch.setattr(leveller.Leveller, "_near", lambda self, peak: np.full(len(peak), 1e30))
+    _, everything = normalise_array(x, RATE, BROADCAST)
+    assert everything.plan.oversampled_chunks == everything.plan.chunks > sieved.plan.oversampled_chunks
+    np.testing.assert_allclose(sieved.plan.limiter, everything.plan.limiter, rtol=1e-12)
+    assert sieved.plan.gain_db == pytest.approx(everything.plan.gain_db, abs=1e-9)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_written_scene_reader_reads_what_soundfile_reads(tmp_path, channels):
+    from pipeline.assemble import _written_reader
+
+    rng = np.random.default_rng(0)
+    x = np.clip(rng.standard_normal((5000, channels)) * 0.4, -1.0, 0.999)
+    x[:4] = np.array([-1.0, 0.0, 2.0**-23, -(2.0**-23)])[:, None]
+    path = tmp_path / "s.wav"
+    sf.write(str(path), x, RATE, subtype="PCM_24")
+    stored = sf.read(str(path), dtype="float64", always_2d=True)[0]
+    with _written_reader(path) as read:
+        for a, b in [(0, 5000), (17, 333), (4999, 5000), (100, 100)]:
+            assert np.array_equal(read(a, b), stored[a:b])
