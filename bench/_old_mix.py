@@ -40,17 +40,27 @@ def old_functions(commit: str = OLD_COMMIT):
     new = importlib.import_module("pipeline.timeline")
     old_fields = [f.name for f in dataclasses.fields(old.MixLine)]
 
+    cue_fields = {f.name for f in dataclasses.fields(old.Cue)}
+
+    def to_old(scene: dict) -> dict:  # today's cues carry fields the old Cue lacks (kind: dialogue or narration)
+        return {**scene, "cues": [{k: v for k, v in c.items() if k in cue_fields} for c in scene["cues"]]}
+
+    def to_new(cue: dict, kinds: dict) -> dict:
+        return {**cue, "kind": kinds.get(cue["key"], "dialogue")}
+
     def mix_scene(lines, out_path, settings, *, scene_index, heading):
         old_lines = [old.MixLine(**{k: getattr(line, k) for k in old_fields if hasattr(line, k)}) for line in lines]
-        res = old.mix_scene(old_lines, out_path, settings, scene_index=scene_index, heading=heading)
-        return new.SceneMixResult.from_dict(res.to_dict())
+        res = old.mix_scene(old_lines, out_path, settings, scene_index=scene_index, heading=heading).to_dict()
+        kinds = {line.key: line.kind for line in lines}
+        return new.SceneMixResult.from_dict({**res, "cues": [to_new(c, kinds) for c in res["cues"]]})
 
     def assemble_master(scenes, out_dir, settings, *, title):
-        olds = [old.SceneMixResult.from_dict(s.to_dict()) for s in scenes]
+        olds = [old.SceneMixResult.from_dict(to_old(s.to_dict())) for s in scenes]
+        kinds = {c.key: c.kind for s in scenes for c in s.cues}
         m = old.assemble_master(olds, out_dir, settings, title=title)
         chapters = tuple(new.Chapter(c.index, c.title, c.start_sample, c.end_sample, c.sample_rate)
                          for c in m.chapters)  # fmt: skip
-        cues = tuple(new.TimedLine.from_dict(c.to_dict()) for c in m.cues)
+        cues = tuple(new.TimedLine.from_dict(to_new(c.to_dict(), kinds)) for c in m.cues)
         return new.MasterResult(m.path, m.paths, m.title, m.duration, m.frames, m.sample_rate, m.channels, chapters,
                                 cues, m.lufs, m.true_peak_db, m.gain_db, m.notes)  # fmt: skip
 

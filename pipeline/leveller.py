@@ -165,6 +165,7 @@ class _Spill:
         self.frames = 0
         self._folder = folder
         self._parts: list[np.ndarray] = []
+        self._ends: np.ndarray | None = None  # frames up to the end of each part
         self._bytes = 0
         self._file = None
         self.path: Path | None = None
@@ -193,10 +194,16 @@ class _Spill:
         start, stop = max(0, start), min(self.frames, stop)
         if stop <= start:
             return np.zeros((0, self.channels))
-        if self._file is None:
-            if len(self._parts) > 1:
-                self._parts = [np.concatenate(self._parts)]
-            return self._parts[0][start:stop].astype(np.float64)
+        if self._file is None:  # the parts that hold [start, stop), not one joined copy of them all
+            if self._ends is None or len(self._ends) != len(self._parts):
+                self._ends = np.cumsum([len(p) for p in self._parts])
+            ends = self._ends
+            first, last = np.searchsorted(ends, start, "right"), np.searchsorted(ends, stop - 1, "right")
+            base = int(ends[first] - len(self._parts[first]))
+            if first == last:
+                return self._parts[first][start - base : stop - base].astype(np.float64)
+            x = np.concatenate(self._parts[first : last + 1])
+            return x[start - base : stop - base].astype(np.float64)
         self._file.flush()
         self._file.seek(start * self.channels * 4)
         data = np.fromfile(self._file, dtype="<f4", count=(stop - start) * self.channels)
