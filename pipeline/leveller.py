@@ -37,7 +37,7 @@ import numpy as np
 from . import loudness as ld
 
 BLOCK_FRAMES = 1 << 16
-SPILL_MEMORY = 16 << 20  # bytes of float32 frames a scene mix keeps in memory before it spills to a temp file
+SPILL_MEMORY = 8 << 20  # bytes of float32 frames a scene mix keeps in memory before it spills to a temp file
 LIMIT_WINDOW_S = 0.005  # limiter attack/release/look-ahead
 LIMIT_MARGIN_DB = 0.05  # the limiter aims this far under the ceiling (24-bit rounding, interpolation of the gain)
 LEVEL_TOLERANCE_DB = 0.01  # the plan stops when the predicted level is this close to the target
