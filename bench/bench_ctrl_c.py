@@ -26,22 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.testing.scripts import SPOKEN_PER_SCENE, long_script
+
 REPO = Path(__file__).resolve().parent.parent
 BEFORE_REV = "368e3a7"  # main before Ctrl-C reached inside a render chunk
 SCENES = 12
-LINES = ["The tide is turning and the lamp is still dark.", "Then light it before the boats come round the point.",
-         "I have trimmed the wick twice and the oil is low.", "There is more oil in the store room under the stairs.",
-         "The store room flooded in the spring, you remember.", "Then we read the charts by candle and pray for calm."]
-
-
-def write_script(path: Path) -> Path:
-    parts = ["Title: Interrupted Night", ""]
-    for s in range(SCENES):
-        parts += [f"INT. LAMP ROOM - NIGHT {s + 1}", "", "The wind rises.", ""]
-        for i, line in enumerate(LINES):
-            parts += ["MARGARET" if i % 2 == 0 else "THOMAS", f"{line} Scene {s + 1}.", ""]
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
 
 
 def _stored(home: Path) -> int:
@@ -60,7 +49,7 @@ def interrupt_once(code: Path | None, root: Path) -> dict:
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1")
     if code is not None:
         env["PYTHONPATH"] = str(code)
-    proc = subprocess.Popen([sys.executable, "-m", "flows", "render", str(write_script(root / "night.fountain")),
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "render", str(long_script(root / "night.fountain", SCENES)),
                              "-o", str(root / "out"), "--engine", "preview", "--settings", str(settings)],
                             env=env, cwd=code or REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -99,7 +88,7 @@ def main() -> None:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_code)], check=False,
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
-    total = SCENES * 8
+    total = SCENES * SPOKEN_PER_SCENE
     print(f"Ctrl-C after 2 stored lines; {total} lines in one chunk (render.chunk_lines = 500), preview engine; "
           f"{args.runs} runs each (before = {args.before_rev}, after = this checkout)")
     print(f"{'':26} {'before':>22} {'after':>22}")

@@ -17,26 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.testing.scripts import SPOKEN_PER_SCENE, long_script
+
 pytestmark = [pytest.mark.server, pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")]
 
-LINES = [
-    "The tide is turning and the lamp is still dark.", "Then light it before the boats come round the point.",
-    "I have trimmed the wick twice and the oil is low.", "There is more oil in the store room under the stairs.",
-    "The store room flooded in the spring, you remember.", "Then we read the charts by candle and pray for calm.",
-]
-
-
 SCENES = 12  # 8 spoken lines each (6 dialogue, the narrator's heading and action): 96 lines in one chunk
-
-
-def long_script(path: Path, scenes: int = SCENES) -> Path:
-    parts = ["Title: Interrupted Night", ""]
-    for s in range(scenes):
-        parts += [f"INT. LAMP ROOM - NIGHT {s + 1}", "", "The wind rises.", ""]
-        for i, line in enumerate(LINES):
-            parts += ["MARGARET" if i % 2 == 0 else "THOMAS", f"{line} Scene {s + 1}.", ""]
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
 
 
 def _env(home: Path) -> dict:
@@ -85,9 +70,9 @@ def _started_rendering(proc: subprocess.Popen, home: Path, lines: int = 2) -> No
 
 
 def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
-    script = long_script(tmp_path / "night.fountain")
+    script = long_script(tmp_path / "night.fountain", SCENES)
     out, home = tmp_path / "out", tmp_path / "home"
-    total = SCENES * 8
+    total = SCENES * SPOKEN_PER_SCENE
     proc = _render(script, out, home)
     _started_rendering(proc, home)
     sent = time.monotonic()
@@ -141,7 +126,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
 
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
     home = tmp_path / "home"
-    proc = _render(long_script(tmp_path / "night.fountain"), tmp_path / "out", home)
+    proc = _render(long_script(tmp_path / "night.fountain", SCENES), tmp_path / "out", home)
     _started_rendering(proc, home, lines=1)
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.1)
