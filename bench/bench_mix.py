@@ -5,14 +5,21 @@ For each engine and path, each phase in a fresh process (so peak RSS is that pha
 work dir), a fully cached rerun, and a rerun after editing one dialogue line. Printed per row: wall, time inside
 mix_scene and assemble_master (timed around the calls in both paths), mixing share of the wall, peak RSS.
 
-  old  the mix and master of commit bench/_old_mix.OLD_COMMIT (iterative loudness, whole scenes in memory, master
-       metered and written in two streaming passes), loaded from git history into this process only
-  new  today's pipeline (one-pass leveller, streamed scenes, master from the scenes' block figures, copied samples)
+  old     the mix and master of commit bench/_old_mix.OLD_COMMIT (iterative loudness, whole scenes in memory, master
+          metered and written in two streaming passes), loaded from git history into this process only
+  serial  today's mix and master, each scene mixed between two engine calls (render.mix_while_rendering = false)
+  new     today's pipeline (one-pass leveller, streamed scenes, master from the scenes' block figures, copied
+          samples), each scene mixed on a second thread while the engine renders the next lines
+
+"mixing" is the time inside mix_scene (all of it, overlapped or not); "waited" is the wall the render spent on
+mixing (report timings.mixing: mixes between engine calls, or waited for after the last one), and the mixing share
+is waited ÷ wall. With serial and new in one run, "cost" cross-checks it without the report: new's wall less
+serial's wall without its mixing.
 
 Targets: mixing ≤ 10 % of a preview render's wall; peak RSS of a render ≤ 1.3× a cached rerun's; edit rerun ≤
 cached rerun + 3 s.
 
-    .venv/bin/python bench/bench_mix.py                       # yntswyd, instant + preview, old + new
+    .venv/bin/python bench/bench_mix.py                       # yntswyd, instant + preview, old + serial + new
     .venv/bin/python bench/bench_mix.py --engines instant --paths new --keep /tmp/bench-mix
 """
 
@@ -58,6 +65,7 @@ def _timed(module, name: str, acc: dict) -> None:
 def child(script: str, out: str, engine: str, path: str) -> dict:
     import pipeline.assemble as assemble
 
+    overrides = {"render.mix_while_rendering": path == "new"}
     if path == "old":
         from _old_mix import old_functions
 
@@ -70,9 +78,7 @@ def child(script: str, out: str, engine: str, path: str) -> dict:
 
     startup = start_prefect()  # the ephemeral server's start is not the render's cost: paid before timing
     t0 = time.perf_counter()
-    # yntswyd's drawn-out one-word line ("Bernaaaa…rrrd?!!!!") runs past the runaway guard's 2 s floor with the instant
-    # engine (its takes grow with characters): a floor of 4 s lets the render finish; the mix is what is measured
-    report = render_flow(script, out, engine=engine, overrides={"render.min_seconds": 4.0})
+    report = render_flow(script, out, engine=engine, overrides=overrides)
     wall = time.perf_counter() - t0
     return {"wall": wall, "prefect_start": startup, "mixing": acc.get("mix_scene", 0.0), "master": acc.get("assemble_master", 0.0),
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rendered": report["counts"]["rendered"],
@@ -117,7 +123,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--script", type=Path, default=CORPUS_SCRIPT)
     ap.add_argument("--engines", nargs="+", default=["instant", "preview"])
-    ap.add_argument("--paths", nargs="+", default=["old", "new"], choices=["old", "new"])
+    ap.add_argument("--paths", nargs="+", default=["old", "serial", "new"], choices=["old", "serial", "new"])
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder, removed)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -146,22 +152,27 @@ def main(argv=None) -> None:
                 cached = run_child(script, out, home, engine, path, prefect_home)
                 edit = run_child(edited, out, home, engine, path, prefect_home)
                 rows.append((engine, path, cold, cached, edit))
-                share = cold["mixing"] / cold["wall"] * 100
-                print(f"{engine:8s} {path:3s} cold {cold['wall']:6.1f} s (mixing {cold['mixing']:5.1f} s = "
-                      f"{share:4.1f} %, master {cold['master']:4.1f} s, {cold['audio_min']:.1f} min audio) "
-                      f"RSS {cold['rss_mib']:5.0f} MiB | cached {cached['wall']:5.1f} s RSS {cached['rss_mib']:5.0f} "
-                      f"MiB | edit {edit['wall']:5.1f} s (mixing {edit['mixing']:4.1f} s, master "
-                      f"{edit['master']:4.1f} s) RSS {edit['rss_mib']:5.0f} MiB", flush=True)  # fmt: skip
-                if cold.get("timings"):
-                    print(f"{'':13s}report timings, cold: {cold['timings']}", flush=True)
+                waited = cold["timings"]["mixing"]
+                print(f"{engine:8s} {path:6s} cold {cold['wall']:6.1f} s (mixing {cold['mixing']:5.1f} s, waited "
+                      f"{waited:5.1f} s = {waited / cold['wall'] * 100:4.1f} %, master {cold['master']:4.1f} s, "
+                      f"{cold['audio_min']:.1f} min audio) RSS {cold['rss_mib']:5.0f} MiB | cached {cached['wall']:5.1f}"
+                      f" s RSS {cached['rss_mib']:5.0f} MiB | edit {edit['wall']:5.1f} s (mixing {edit['mixing']:4.1f}"
+                      f" s, master {edit['master']:4.1f} s) RSS {edit['rss_mib']:5.0f} MiB", flush=True)  # fmt: skip
+                print(f"{'':16s}report timings, cold: {cold['timings']}", flush=True)
         print("\ntargets (new path): mixing ≤ 10 % of a preview render; render peak RSS ≤ 1.3× cached; "
               "edit ≤ cached + 3 s")
+        serial = {engine: cold for engine, path, cold, _, _ in rows if path == "serial"}
         for engine, path, cold, cached, edit in rows:
-            share = cold["mixing"] / cold["wall"] * 100
+            share = cold["timings"]["mixing"] / cold["wall"] * 100
             ratio = cold["rss_mib"] / cached["rss_mib"]
             extra = edit["wall"] - cached["wall"]
             ok = lambda c: "ok" if c else "MISSED"  # noqa: E731
-            print(f"{engine:8s} {path:3s} mixing share {share:4.1f} % ({ok(share <= 10) if engine == 'preview' else '-'})"
+            cost = ""
+            if path == "new" and engine in serial:
+                spent = cold["wall"] - (serial[engine]["wall"] - serial[engine]["timings"]["mixing"])
+                cost = f" (cost {spent:+.1f} s = {spent / cold['wall'] * 100:+.1f} % against serial less its mixing)"
+            print(f"{engine:8s} {path:6s} mixing share {share:4.1f} %"
+                  f" ({ok(share <= 10) if engine == 'preview' else '-'}){cost}"
                   f" | RSS render/cached {ratio:4.2f}× ({ok(ratio <= 1.3)}) | edit − cached {extra:+5.1f} s "
                   f"({ok(extra <= 3)})")  # fmt: skip
     finally:

@@ -13,9 +13,11 @@ LineStore still holds the lines already rendered under the same keys.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ from prefect import flow, get_run_logger
 from flows.concurrency import mlx_guard, mlx_slot
 from flows.interrupt import RenderInterrupted, requested
 from flows.cast import _with_outputs, cast_characters, cast_rows, load_cast, make_spec
-from flows.reporting import ProgressArtifact, cast_table_artifact, emit, outputs_artifact
+from flows.reporting import ProgressArtifact, cast_table_artifact, emit, listen, outputs_artifact
+from flows.scene_mixer import SceneMixer
 from flows.states import state_result
 from flows.tasks import (
     FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, files_intact, get_engine,
@@ -141,10 +144,28 @@ def _line_failure(record: dict, job, reason: str) -> dict:
             "text": job.text, "reason": reason}
 
 
+@dataclass
+class _Settling:
+    """Which lines each scene still waits for, the failures found so far, and which scenes were handed to the mixer.
+    The line events of a render task (flows/reporting) settle a scene as soon as its last line is stored, before
+    the task returns, so its mix overlaps the rest of the chunk."""
+
+    waiting: dict[int, set[str]]
+    failures: dict[int, list[dict]]
+    handed: set[int] = field(default_factory=set)
+    stored: dict[str, str] = field(default_factory=dict)  # key -> "rendered" | "reused", from this chunk's events
+    scene_of: dict[str, list[int]] = field(default_factory=dict)
+
+    def done(self, i: int) -> bool:
+        return not self.waiting[i] and i not in self.handed
+
+
 def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int], locks: dict, out: Path,
-                  force: bool, progress) -> tuple[list[dict], dict]:
+                  force: bool, progress) -> tuple[list[dict], dict, dict]:
     """Render every missing line of the selected scenes in chunks (one engine session each), mixing each scene as
-    soon as all its lines are stored. Returns the scene records (script order) and the run's engine figures."""
+    soon as all its lines are stored (flows/scene_mixer: beside the engine when `render.mix_while_rendering`).
+    Returns the scene records (script order), the run's engine figures and the stage's clock: seconds inside
+    render tasks ("engine") and seconds the stage waited on mixes ("mix_wait")."""
     from pipeline.engines.session import SessionStats
     from pipeline.render import plan_chunks, scene_label
     from pipeline.store import LineStore
@@ -153,65 +174,95 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
     store = LineStore(spec.store_root)
     records = {i: _scene_record(scene_label(screenplay, i), i, screenplay.scenes[i].heading, by_scene[i])
                for i in selected}
-    waiting: dict[int, set[str]] = {}
     todo = []
+    state = _Settling(waiting={}, failures={i: [] for i in selected})
     for i in selected:
         missing = list(by_scene[i]) if force else [j for j in by_scene[i] if not store.has(j.key)]
         records[i]["repaired_lines"] = [  # damaged in the store (store.has removed them): rendered again, reported
             {"key": j.key, "character": j.character, "source_line": j.source_line, "reason": store.damaged[j.key]}
             for j in missing if j.key in store.damaged]
-        waiting[i] = {j.key for j in missing}
+        state.waiting[i] = {j.key for j in missing}
+        for j in missing:
+            state.scene_of.setdefault(j.key, []).append(i)
         records[i]["reused"] = len(by_scene[i]) - len(missing)
         todo.extend(missing)
         for j in by_scene[i]:
-            if j.key not in waiting[i]:
+            if j.key not in state.waiting[i]:
                 emit("line", key=j.key, character=j.character, status="reused", scene_index=i)
     t_mix = configured(mix_scene_task, spec, force)
-    failures: dict[int, list[dict]] = {i: [] for i in selected}
 
-    def settle(i: int) -> None:
+    def mix(i: int) -> None:
         if requested():  # Ctrl-C: no new mix; the scene stays "pending" and its stored lines wait for the rerun
             return
-        if failures[i]:
-            _fail_scene(records[i], failures[i])
+        if state.failures[i]:
+            _fail_scene(records[i], state.failures[i])
         else:
             _mix_scene(t_mix, spec, records[i], by_scene[i], out)
 
-    for i in selected:
-        if not waiting[i]:
-            settle(i)
-    progress.advance(sum(r["reused"] for r in records.values()), force=True)
+    def settle(i: int) -> None:
+        if state.done(i):
+            state.handed.add(i)
+            mixer.submit(i)
+
+    def on_event(event: str, payload: dict) -> None:  # a line stored inside the running render task
+        key = payload.get("key")
+        if event != "line" or payload.get("status") not in ("rendered", "reused") or key not in state.scene_of:
+            return
+        with lock:
+            state.stored[key] = payload["status"]
+            for i in state.scene_of[key]:
+                state.waiting[i].discard(key)
+                settle(i)
+
+    lock = threading.Lock()  # line events may come from an engine's own thread
+    clock = {"engine": 0.0}
     stats = SessionStats(batch_size=s.render.batch_size)
     chunks = plan_chunks(todo, s.render.chunk_lines)
     t_render = configured(render_lines_task, spec)
-    for n, chunk in enumerate(chunks, 1):
-        label = f"{n}/{len(chunks)}"
-        voices = {j.voice_digest for j in chunk if j.voice_digest}
-        state = t_render(label, [j.to_json() for j in chunk], {d: locks[d] for d in voices if d in locks}, spec,
-                         force, return_state=True)
-        outcome = _chunk_outcome(state, chunk)
-        if outcome.engine:
-            stats.add(SessionStats.from_json(outcome.engine))
-        for j in chunk:
-            if j.key in outcome.stopped:  # Ctrl-C inside the chunk: not rendered, not failed; the scene waits
-                continue
-            i = j.scene_index
-            if j.key in outcome.failed:
-                failures[i].append({**outcome.failed[j.key], "scene": records[i]["scene"]})
-            elif j.key in outcome.rendered:
-                records[i]["rendered"] += 1
-            elif j.key in outcome.reused:
-                records[i]["reused"] += 1
-            else:
-                failures[i].append(_line_failure(records[i], j, "the render task returned no outcome for this line"))
-            waiting[i].discard(j.key)
-            if not waiting[i]:
-                settle(i)
-        progress.advance(len(chunk) - len(outcome.stopped), force=True)
-        between_chunks(n, len(chunks))
-        if requested():  # Ctrl-C: every line finished so far is stored; start no new chunk (flows/interrupt)
-            break
-    return [records[i] for i in selected], stats.to_json()
+    with SceneMixer(mix, background=s.render.mix_while_rendering) as mixer:
+        for i in selected:
+            settle(i)
+        progress.advance(sum(r["reused"] for r in records.values()), force=True)
+        for n, chunk in enumerate(chunks, 1):
+            voices = {j.voice_digest for j in chunk if j.voice_digest}
+            started = time.perf_counter()
+            with listen(on_event) if mixer.background else contextlib.nullcontext():
+                task_state = t_render(f"{n}/{len(chunks)}", [j.to_json() for j in chunk],
+                                      {d: locks[d] for d in voices if d in locks}, spec, force, return_state=True)
+            clock["engine"] += time.perf_counter() - started
+            outcome = _chunk_outcome(task_state, chunk)
+            if outcome.engine:
+                stats.add(SessionStats.from_json(outcome.engine))
+            with lock:
+                _count_chunk(chunk, outcome, state, records)
+                for i in dict.fromkeys(j.scene_index for j in chunk):
+                    settle(i)
+            progress.advance(len(chunk) - len(outcome.stopped), force=True)
+            between_chunks(n, len(chunks))
+            if requested():  # Ctrl-C: every line finished so far is stored; start no new chunk (flows/interrupt)
+                break
+        mixer.finish()
+    clock["mix_wait"] = mixer.waited
+    return [records[i] for i in selected], stats.to_json(), clock
+
+
+def _count_chunk(chunk, outcome: ChunkOutcome, state: _Settling, records: dict) -> None:
+    """Count each line of a finished chunk in its scene's record: rendered, reused or failed. A line the task's
+    events said was stored counts as stored, whatever the task's state (its scene may be mixed already)."""
+    for j in chunk:
+        i = j.scene_index
+        seen = state.stored.pop(j.key, None)
+        if seen is None and j.key in outcome.stopped:  # Ctrl-C inside the chunk: not rendered, not failed
+            continue
+        if seen == "rendered" or (seen is None and j.key in outcome.rendered):
+            records[i]["rendered"] += 1
+        elif seen == "reused" or j.key in outcome.reused:
+            records[i]["reused"] += 1
+        elif j.key in outcome.failed:
+            state.failures[i].append({**outcome.failed[j.key], "scene": records[i]["scene"]})
+        else:
+            state.failures[i].append(_line_failure(records[i], j, "the render task returned no outcome for this line"))
+        state.waiting[i].discard(j.key)
 
 
 def run_lexicon(castfile, lexicon_file: str | None):
@@ -232,15 +283,18 @@ def lexicon_report(lexicon, jobs) -> LexiconRecord:
                                              and lexicon.apply(j.cue_text) != j.cue_text))
 
 
-def _timings(wall: float, casting: float, scenes: float, records: list[dict], master: float) -> dict:
-    """Where this run's time went, in seconds: casting, engine (the render stage less its mixes; 0 when no line was
-    rendered), mixing (scene mixes), master (master files and deliverables) and other (parsing, planning,
-    orchestration); cached scenes cost nothing."""
-    mixing = sum(r.get("timings", {}).get("mixing", 0.0) for r in records)
-    engine = max(0.0, scenes - mixing) if any(r.get("rendered") for r in records) else 0.0  # no line rendered: 0
+def _timings(wall: float, casting: float, clock: dict, records: list[dict], master: float) -> dict:
+    """Where this run's time went, in seconds: casting, engine (inside render tasks), mixing (the wall spent on
+    scene mixes: mixed between engine calls, or waited for once the engine was done), master (master files and
+    deliverables) and other (parsing, planning, orchestration); these five add up to the wall. Not in that sum:
+    mixing_overlapped, the mixing done beside the engine at no cost in wall time. Cached scenes cost nothing."""
+    total = sum(r.get("timings", {}).get("mixing", 0.0) for r in records)
+    mixing = min(clock.get("mix_wait", 0.0), total)
+    engine = clock.get("engine", 0.0)
     other = max(0.0, wall - casting - engine - mixing - master)
     return {k: round(v, 3) for k, v in
-            {"casting": casting, "engine": engine, "mixing": mixing, "master": master, "other": other}.items()}
+            {"casting": casting, "engine": engine, "mixing": mixing, "master": master, "other": other,
+             "mixing_overlapped": max(0.0, total - mixing)}.items()}
 
 
 def cast_record(result) -> CastRecord:
@@ -420,9 +474,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
             total = sum(len(by_scene[i]) for i in selected)
             progress = ProgressArtifact(total, f"Rendering {spec.script_name}: {total} lines in "
                                                f"{len(selected)} scenes")
-            t_scenes = time.perf_counter()
-            records, batching = render_scenes(spec, screenplay, by_scene, selected, locks, out, force, progress)
-            scenes_s = time.perf_counter() - t_scenes
+            records, batching, clock = render_scenes(spec, screenplay, by_scene, selected, locks, out, force, progress)
             progress.advance(0, force=True)
     except Exception as e:  # the run stops before any scene result: still leave a report saying why
         save_render_report(out / report_name, RenderReport(
@@ -484,7 +536,7 @@ def _render(script: str, out_dir: str, engine: str, models_dir: str | None, sett
         cast={name: cast_record(result) for name, result in cast.items()},
         audio_seconds=round(sum(r.duration for r in scene_records), 3),
         started=started_at, wall_seconds=round(wall, 3),
-        timings=Timings(**_timings(wall, casting_s, scenes_s, records, master_s)),
+        timings=Timings(**_timings(wall, casting_s, clock, records, master_s)),
         line_store=str(spec.store_root), force=force, scenes_requested=list(scenes or []),
         command=command,
         narration=NarrationRecord(mode=s.narration.mode,

@@ -234,17 +234,20 @@ def mix_line(job, audio_path: Path) -> MixLine:
 
 def _joined(parts: list[tuple[np.ndarray, np.ndarray | None]], gap: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The pieces of one line, one after another with a sentence gap between them; and their K-weighted signals
-    (each with its ringing) added at the same offsets, when given."""
-    out: list[np.ndarray] = []
-    for n, (x, _) in enumerate(parts):
-        out.extend([gap, x] if n else [x])
-    audio = np.concatenate(out) if out else np.zeros(0)
-    if len(parts) == 1 or any(k is None for _, k in parts):
-        return audio, (parts[0][1] if len(parts) == 1 else None)
-    weighted = np.zeros(len(audio) + max(len(k) - len(x) for x, k in parts))
+    (each with its ringing) added at the same offsets, when given. `parts` is emptied as the pieces are copied in,
+    so a long speech is held about once, not twice."""
+    if len(parts) == 1:
+        return parts.pop()
+    with_k = bool(parts) and all(k is not None for _, k in parts)
+    total = sum(len(x) for x, _ in parts) + len(gap) * max(0, len(parts) - 1)
+    audio = np.zeros(total)
+    weighted = np.zeros(total + max(len(k) - len(x) for x, k in parts)) if with_k else None
     pos = 0
-    for x, k in parts:
-        weighted[pos : pos + len(k)] += k
+    while parts:
+        x, k = parts.pop(0)
+        audio[pos : pos + len(x)] = x
+        if weighted is not None:
+            weighted[pos : pos + len(k)] += k
         pos += len(x) + len(gap)
     return audio, weighted
 
@@ -348,11 +351,12 @@ def _mix_into(lev: Leveller, lines: Sequence[MixLine], load, settings: Settings,
             pending_k = None if pending_k is None else np.concatenate([pending_k, grow])
         for pl in placed:
             gains = _pan_gains(pl.pan, channels, pl.dual)
-            audio, k = loaded[pl.index]
+            audio, k = loaded.pop(pl.index)  # each channel gets the line × its gain, added with no N×channels copy
             at = pl.start - flushed
-            pending[at : at + pl.frames] += audio[:, None] * gains[None, :]
+            _add_scaled(pending[at : at + pl.frames], audio, gains)
             if pending_k is not None:
-                pending_k[at : at + len(k)] += k[:, None] * gains[None, :]
+                _add_scaled(pending_k[at : at + len(k)], k, gains)
+            del audio, k
         placements.extend(placed)
     total = scene_end(placements, end, settings, rate)
     hop = ld.hop_frames(rate)
@@ -362,6 +366,12 @@ def _mix_into(lev: Leveller, lines: Sequence[MixLine], load, settings: Settings,
     lev.feed_silence(n - min(n, len(pending)))
     placements.sort(key=lambda pl: (pl.start, pl.index))
     return placements, total
+
+
+def _add_scaled(into: np.ndarray, x: np.ndarray, gains: np.ndarray) -> None:
+    """into[:, c] += x × gains[c] for each channel, the same values as adding x[:, None] × gains[None, :]."""
+    for c, g in enumerate(gains):
+        into[:, c] += x if g == 1.0 else x * g
 
 
 def _feed(lev: Leveller, block: np.ndarray, weighted: np.ndarray | None) -> None:

@@ -42,6 +42,7 @@ class RenderSettings(_Frozen):
     language: str = "en"  # BCP-47 (en, en-GB) or a Qwen3-TTS language name; "auto" lets the model guess
     batch_size: int = Field(8, ge=1, le=64)
     chunk_lines: int = Field(64, ge=1, le=10_000)  # lines per render task (one engine session); scenes mix as theirs are stored
+    mix_while_rendering: bool = True  # mix finished scenes on a second thread while the engine renders on
     temperature: float = Field(0.9, ge=0.0, le=2.0)
     top_k: int = Field(50, ge=0, le=1000)  # 0: no top-k cut
     top_p: float = Field(1.0, gt=0.0, le=1.0)

@@ -106,14 +106,17 @@ class CastRecord(_Record):
 
 
 class Timings(_Record):
-    """Where one run's time went, in seconds: casting, engine (rendering lines), mixing (scene mixes), master
-    (master files and deliverables), other (parsing, planning, orchestration). Cached work costs nothing."""
+    """Where one run's time went, in seconds: casting, engine (rendering lines), mixing (the wall spent on scene
+    mixes), master (master files and deliverables), other (parsing, planning, orchestration); the five add up to
+    the wall. mixing_overlapped: scene mixing done beside the engine (render.mix_while_rendering), which cost no
+    wall time and is not in that sum. Cached work costs nothing."""
 
     casting: float = 0.0
     engine: float = 0.0
     mixing: float = 0.0
     master: float = 0.0
     other: float = 0.0
+    mixing_overlapped: float = 0.0
 
 
 class NarrationRecord(_Record):

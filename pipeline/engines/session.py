@@ -122,12 +122,14 @@ class PerVoiceSession:
                 on_outcome(outcome)
 
     def _batches(self, rows: Sequence[SessionRow]) -> list[list[SessionRow]]:
-        """Up to `batch_size` rows of one voice each, voice by voice."""
-        by_voice: dict[int, list[SessionRow]] = {}
-        for row in rows:  # callers hand every row of one voice the same lock object
-            by_voice.setdefault(id(row.lock), []).append(row)
-        return [group[start:start + self.batch_size] for group in by_voice.values()
-                for start in range(0, len(group), self.batch_size)]
+        """Up to `batch_size` rows of one voice each, in the order of their first rows: the rows' scenes (in
+        script order) complete one after another through the session, so each can be mixed while the rest render."""
+        by_voice: dict[int, list[tuple[int, SessionRow]]] = {}
+        for n, row in enumerate(rows):  # callers hand every row of one voice the same lock object
+            by_voice.setdefault(id(row.lock), []).append((n, row))
+        batches = [group[start:start + self.batch_size] for group in by_voice.values()
+                   for start in range(0, len(group), self.batch_size)]
+        return [[row for _, row in batch] for batch in sorted(batches, key=lambda batch: batch[0][0])]
 
     def _call(self, lock: VoiceLock, jobs: list[RenderJob]) -> list[RenderOutcome]:
         self.stats.steps += 1
