@@ -70,6 +70,20 @@ def test_leaving_on_an_error_drops_mixes_not_started_and_waits_for_the_running_o
     assert done == [0]  # the running mix finished before the block was left; 1 and 2 never started
 
 
+def test_per_voice_batches_follow_the_script_so_scenes_complete_in_order():
+    """Voices A and B alternate, C speaks last: each voice's batches are taken in the order of their first rows
+    (before: all of A, then all of B, so the first scene waited for B's batch at the very end)."""
+    from types import SimpleNamespace
+
+    from pipeline.engines.session import PerVoiceSession, SessionRow
+
+    a, b, c = object(), object(), object()
+    rows = [SessionRow(lock, SimpleNamespace(key=key)) for lock, key in
+            [(a, "A1"), (b, "B1"), (a, "A2"), (b, "B2"), (a, "A3"), (b, "B3"), (c, "C1")]]
+    batches = PerVoiceSession(engine=None, batch_size=2)._batches(rows)
+    assert [[r.job.key for r in batch] for batch in batches] == [["A1", "A2"], ["B1", "B2"], ["A3"], ["B3"], ["C1"]]
+
+
 # ------------------------------------------------------------------------------------------------ in the render flow
 
 
