@@ -61,6 +61,16 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("READTHROUGH_HOME", str(tmp_path / "readthrough-home"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_hub_answers():
+    """The hub probes' per-process memo (pipeline.engines.select) starts empty in every test."""
+    from pipeline.engines.select import forget_hub_answers
+
+    forget_hub_answers()
+    yield
+    forget_hub_answers()
+
+
 def pytest_collection_modifyitems(items):
     """Every test that starts the Prefect test server (the `prefect_harness` fixture) is in the `prefect` lane, so
     the fast lane (`-m "not prefect and not server"`) can never start one by accident."""

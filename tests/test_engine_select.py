@@ -109,6 +109,80 @@ def test_hub_reachability_is_one_request_with_the_timeout(monkeypatch):
     assert calls == [("HEAD", "http://10.255.255.1:81/api/models/org/model", 0.3)]
 
 
+class _CountingHub:
+    """urlopen stand-in: records each HEAD request's URL; answers 200, or raises `error` when given."""
+
+    def __init__(self, error=None):
+        self.urls, self.error = [], error
+
+    def __call__(self, req, timeout=None):
+        self.urls.append(req.full_url)
+        if self.error is not None:
+            raise self.error
+
+        class Answer:
+            status = 200
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        return Answer()
+
+
+def _online_with_real_probe(monkeypatch, hub):
+    import urllib.request
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+    monkeypatch.setattr(select, "_hub_reachable", REAL_HUB_REACHABLE)
+    monkeypatch.setattr(urllib.request, "urlopen", hub)
+
+
+def test_auto_then_preflight_probe_each_model_once(settings, monkeypatch):
+    """`--engine auto` picks qwen3 because the hub answers; the preflight then checks both models: the model auto
+    asked about is not asked again, the other once, and a second round asks nothing."""
+    from flows.cli.preflight import _check_qwen3_models
+
+    hub = _CountingHub()
+    _online_with_real_probe(monkeypatch, hub)
+    monkeypatch.setattr(select, "_mlx_accelerated", lambda s: True)
+    for _ in range(2):
+        assert resolve_engine(settings)[0] == "qwen3"
+        _check_qwen3_models(settings, None)
+    ids = select._required_ids(settings)  # voice design, then the base model for this quality
+    assert hub.urls == [f"http://hub.invalid/api/models/{i}" for i in ids]
+
+
+def test_a_silent_hub_is_probed_once_for_all_models(settings, monkeypatch):
+    import urllib.error
+
+    from flows.cli.preflight import _check_qwen3_models
+    from pipeline.errors import ModelError
+
+    hub = _CountingHub(urllib.error.URLError("timed out"))
+    _online_with_real_probe(monkeypatch, hub)
+    assert resolve_engine(settings)[0] == "preview"
+    with pytest.raises(ModelError, match="does not answer"):
+        _check_qwen3_models(settings, None)
+    assert len(hub.urls) == 1
+    select.forget_hub_answers()  # a new process (or a changed network) asks again
+    assert resolve_engine(settings)[0] == "preview" and len(hub.urls) == 2
+
+
+def test_a_hub_error_status_is_an_answer_for_that_repo_only(monkeypatch):
+    import urllib.error
+
+    hub = _CountingHub(urllib.error.HTTPError("http://hub.invalid", 404, "not found", {}, None))
+    _online_with_real_probe(monkeypatch, hub)
+    assert select._hub_reachable("org/missing") is False and select._hub_reachable("org/missing") is False
+    assert select._hub_reachable("org/other") is False
+    assert len(hub.urls) == 2  # the host answered: another repo is still asked, each once
+
+
 @pytest.mark.parametrize("name", engine_names())
 def test_explicit_names_pass_as_they_are(settings, tmp_path, name):
     s = settings.with_overrides({"render.engine": name})

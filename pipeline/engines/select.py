@@ -100,18 +100,52 @@ def _hub_offline() -> bool:
     return any(env_flag(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+_HUB_ANSWERS: dict[tuple[str, str], bool] = {}  # (endpoint, repo id) → answered 200; this process's probes
+_HUB_SILENT: set[str] = set()  # endpoints that did not answer at all this process: no repo on them is probed again
+
+
+def forget_hub_answers() -> None:
+    """Forget this process's hub probes (tests; a long-lived process whose network changed)."""
+    _HUB_ANSWERS.clear()
+    _HUB_SILENT.clear()
+
+
+def _hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
 def _hub_reachable(repo_id: str, timeout: float = HUB_TIMEOUT_S) -> bool:
-    """The hub answers 200 for `repo_id`'s model info within `timeout` (an answering proxy is not the hub)."""
+    """The hub answers 200 for `repo_id`'s model info within `timeout` (an answering proxy is not the hub).
+
+    Asked at most once per process for each endpoint and repo (engine selection and the preflight both ask), and
+    not at all once the endpoint has failed to answer for another repo: each probe may cost the whole timeout."""
+    endpoint = _hub_endpoint()
+    key = (endpoint, repo_id)
+    if key not in _HUB_ANSWERS:
+        if endpoint in _HUB_SILENT:
+            return False
+        answer = _probe_hub(endpoint, repo_id, timeout)
+        if answer is None:
+            _HUB_SILENT.add(endpoint)
+            return False
+        _HUB_ANSWERS[key] = answer
+    return _HUB_ANSWERS[key]
+
+
+def _probe_hub(endpoint: str, repo_id: str, timeout: float) -> bool | None:
+    """One HEAD request for `repo_id`'s model info: True on 200, False on any other answer, None when the endpoint
+    does not answer (no network, timeout, refused, a malformed endpoint)."""
     import urllib.error
     import urllib.request
 
-    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     req = urllib.request.Request(f"{endpoint}/api/models/{repo_id}", method="HEAD")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
+    except urllib.error.HTTPError:  # it answered, with an error status (404: no such repo; 401: gated …)
         return False
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 def _mlx_accelerated(settings: "Settings") -> bool:
