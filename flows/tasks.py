@@ -124,27 +124,37 @@ _CACHED = dict(persist_result=True, result_serializer="json")
 
 
 def file_record(path) -> list | None:
-    """[size, sha256] of a deliverable we wrote (None when it is gone): checked on every rerun, so a truncated,
-    emptied or replaced scene file, master or subtitle file is rebuilt rather than kept."""
-    from pipeline.keys import sha256_file
+    """[size, sha256, mtime_ns] of a deliverable we wrote (None when it is gone): checked on every rerun, so a
+    truncated, emptied or replaced scene file, master or subtitle file is rebuilt rather than kept. The digest comes
+    from the writer when it hashed the bytes on their way out (pipeline.files.note_digest), else the file is read."""
+    from pipeline.files import file_digest
 
     try:
-        return [Path(path).stat().st_size, sha256_file(path)]
+        st = Path(path).stat()
+        return [st.st_size, file_digest(path), st.st_mtime_ns]
     except OSError:
         return None
 
 
 def files_intact(records: Mapping[str, list] | None) -> bool:
-    """True when every recorded path still has its recorded size and digest (size first: cheap)."""
+    """True when every recorded path still holds what was written: same size, and either the same mtime (untouched
+    since: not read, so a cached rerun does not read hundreds of MB of masters and scenes back) or, once touched,
+    the same sha256. Records without an mtime (older results) are always hashed."""
+    from pipeline.files import file_digest
+
     if not records:
         return False
-    for path, (size, digest) in records.items():
+    for path, record in records.items():
+        size, digest = record[0], record[1]
         try:
-            if Path(path).stat().st_size != size:
+            st = Path(path).stat()
+            if st.st_size != size:
+                return False
+            if len(record) > 2 and record[2] == st.st_mtime_ns:
+                continue
+            if file_digest(path) != digest:
                 return False
         except OSError:
-            return False
-        if file_record(path) != [size, digest]:
             return False
     return True
 

@@ -8,7 +8,6 @@ cue sheet and subtitles (pipeline.deliver) describe exactly what was written.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from .audio import read_audio, resample, trim_silence
 from .config import Settings
 from .effects import apply_effects, effects_gain_db, treatments_for
 from .errors import RenderError, SettingsError
-from .files import atomic_path, slug
+from .files import StreamWriter, atomic_path, note_digest, slug
 from .leveller import LIMIT_MARGIN_DB, Leveller
 from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
 
@@ -579,50 +578,46 @@ def _wav_data(path: Path) -> tuple[int, int]:
 
 
 def _copy_wav_master(path: Path, sources: Sequence[Path], channels: int, rate: int, chapters, title) -> None:
-    """A 24-bit PCM WAV master whose data chunk is the scenes' data chunks copied byte for byte, plus chapters."""
+    """A 24-bit PCM WAV master whose data chunk is the scenes' data chunks copied byte for byte, plus chapters.
+
+    Written front to back in one pass with its final bytes (the chapter chunks are known up front, so the RIFF size
+    is too), through pipeline.files.StreamWriter: no page cache filled with the new master, and its sha256 computed
+    on the way out (noted, so the render's file record does not read the master back)."""
     import struct
 
     spans = [_wav_data(Path(p)) for p in sources]
     data_size = sum(size for _, size in spans)
-    if data_size + 44 > 0xFFFFFFFF:
-        raise RenderError(f"The master {path} would be larger than 4 GiB, which WAV cannot hold. Use FLAC "
-                          "(output.master_formats = [\"flac\"]).")  # fmt: skip
     block_align = 3 * channels
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block_align, block_align, 24)
+    tail = (b"\0" if data_size % 2 else b"") + deliver.wav_chapter_chunks(chapters, title=title)
+    riff_size = 4 + 8 + len(fmt) + 8 + data_size + len(tail)
+    if riff_size > 0xFFFFFFFF:
+        raise RenderError(f"The master {path} would be larger than 4 GiB, which WAV cannot hold. Use FLAC "
+                          "(output.master_formats = [\"flac\"]).")  # fmt: skip
+    head = (b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", data_size))  # fmt: skip
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as out:
-            out.write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + data_size) + b"WAVE")
-            out.write(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
-            out.write(b"data" + struct.pack("<I", data_size))
-            out.flush()
-            for source, (offset, size) in zip(sources, spans):
-                with open(source, "rb") as f:
-                    _copy_range(f, out, offset, size, source)
-        deliver.add_wav_chapters(tmp, chapters, title=title)
+        digest = _copy_data(tmp, head, zip(sources, spans), tail)
+    note_digest(path, digest)
 
 
-def _copy_range(src, out, offset: int, size: int, source: Path) -> None:
-    """Append `size` bytes of `src` from `offset` to `out` (both unbuffered at this point): in the kernel
-    (os.copy_file_range: no trip through Python buffers) where the platform and file systems allow, else read and
-    write in 4 MiB pieces."""
-    left, pos = size, offset
-    if hasattr(os, "copy_file_range"):
-        try:
-            while left:
-                n = os.copy_file_range(src.fileno(), out.fileno(), min(left, 1 << 30), pos)
-                if n == 0:
-                    break
-                left, pos = left - n, pos + n
-        except OSError:  # not supported here (older kernel, some file systems): the portable loop below
-            pass
-    src.seek(pos)
-    while left:
-        buf = src.read(min(left, 1 << 22))
-        if not buf:
-            raise RenderError(f"Scene file {source} is shorter than its header says. Mix it again.")
-        out.write(buf)
-        out.flush()
-        left -= len(buf)
+def _copy_data(tmp: Path, head: bytes, spans, tail: bytes) -> str:
+    """Write `head`, the (offset, size) byte range of each source, then `tail` to `tmp`; returns their sha256."""
+    writer = StreamWriter(tmp)
+    try:
+        writer.write(head)
+        for source, (offset, size) in spans:
+            with open(source, "rb", buffering=0) as f:
+                f.seek(offset)
+                try:
+                    writer.copy_from(f, size, source)
+                except EOFError:
+                    raise RenderError(f"Scene file {source} is shorter than its header says. Mix it again.") from None
+        writer.write(tail)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _write_pcm_master(path, sources, channels, rate, gain, fmt, chapters, total, title, notes) -> None:

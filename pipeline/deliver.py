@@ -167,21 +167,27 @@ def add_wav_chapters(path: str | Path, chapters: Sequence[Chapter], *, title: st
         f.seek(0, 2)
         if f.tell() % 2:
             f.write(b"\0")
-        points = b"".join(
-            struct.pack("<II4sIII", n, ch.start_sample, b"data", 0, 0, ch.start_sample)
-            for n, ch in enumerate(chapters, 1)
-        )
-        labels = b"".join(_chunk(b"labl", struct.pack("<I", n) + ch.title.encode("utf-8") + b"\0")
-                          for n, ch in enumerate(chapters, 1))  # fmt: skip
-        data = _chunk(b"cue ", struct.pack("<I", len(chapters)) + points) + _chunk(b"LIST", b"adtl" + labels)
-        if title:
-            data += _chunk(b"LIST", b"INFO" + _chunk(b"INAM", title.encode("utf-8") + b"\0"))
-        f.write(data)
+        f.write(wav_chapter_chunks(chapters, title=title))
         size = f.tell() - 8
         if size > 0xFFFFFFFF:
             raise ValueError(f"{path} is larger than 4 GiB; WAV cue points cannot address it. Use FLAC.")
         f.seek(4)
         f.write(struct.pack("<I", size))
+
+
+def wav_chapter_chunks(chapters: Sequence[Chapter], *, title: str | None = None) -> bytes:
+    """The chunks `add_wav_chapters` appends (after the data chunk and its pad byte): `cue `, LIST/adtl and, with a
+    title, LIST/INFO. A writer that knows them up front can write a WAV's final bytes in one sequential pass."""
+    points = b"".join(
+        struct.pack("<II4sIII", n, ch.start_sample, b"data", 0, 0, ch.start_sample)
+        for n, ch in enumerate(chapters, 1)
+    )
+    labels = b"".join(_chunk(b"labl", struct.pack("<I", n) + ch.title.encode("utf-8") + b"\0")
+                      for n, ch in enumerate(chapters, 1))  # fmt: skip
+    data = _chunk(b"cue ", struct.pack("<I", len(chapters)) + points) + _chunk(b"LIST", b"adtl" + labels)
+    if title:
+        data += _chunk(b"LIST", b"INFO" + _chunk(b"INAM", title.encode("utf-8") + b"\0"))
+    return data
 
 
 # ---------------------------------------------------------------- FLAC chapters

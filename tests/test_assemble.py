@@ -306,10 +306,15 @@ def test_failed_master_rerender_keeps_the_old_master(tmp_path, monkeypatch):
     master = assemble_master(scenes, out, s, title="T")
     before = master.path.read_bytes()
 
-    def failing(path, *a, **kw):  # the master's samples are written (copied); it fails before the rename
+    from pipeline.files import StreamWriter
+
+    copy_from = StreamWriter.copy_from
+
+    def failing(self, f, size, name=""):  # half the samples are copied; the disk fills before the rename
+        copy_from(self, f, size // 2, name)
         raise OSError("disk full")
 
-    monkeypatch.setattr("pipeline.deliver.add_wav_chapters", failing)
+    monkeypatch.setattr(StreamWriter, "copy_from", failing)
     with pytest.raises(OSError, match="disk full"):
         assemble_master(scenes, out, s, title="T")
     assert master.path.read_bytes() == before
@@ -357,3 +362,131 @@ def test_mp3_and_m4b_masters_with_real_ffmpeg(tmp_path):
     assert m4b.tags["\xa9nam"] == ["Real Encode"] and m4b.info.length == pytest.approx(master.duration, abs=0.1)
     assert [(round(c.start, 2), c.title) for c in m4b.chapters] == [
         (0.0, "SCENE 0"), (round(scenes[0].frames / RATE, 2), "SCENE 1")]  # fmt: skip
+
+
+def _master_the_old_way(path, sources, chapters, title):
+    """The copied master as it was written before StreamWriter: header, the scenes' data chunks, then
+    `add_wav_chapters` appending the chapters and fixing the RIFF size (the goldens were made so)."""
+    import struct
+
+    from pipeline.assemble import _wav_data
+    from pipeline.deliver import add_wav_chapters
+
+    spans = [(_wav_data(p), p) for p in sources]
+    size = sum(n for (_, n), _ in spans)
+    fmt = struct.pack("<HHIIHH", 1, 1, RATE, RATE * 3, 3, 24)
+    with open(path, "wb") as out:
+        out.write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + size) + b"WAVE" + b"fmt " +
+                  struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size))
+        for (offset, n), p in spans:
+            with open(p, "rb") as f:
+                f.seek(offset)
+                out.write(f.read(n))
+    add_wav_chapters(path, chapters, title=title)
+    return path.read_bytes()
+
+
+def test_copied_master_is_byte_for_byte_the_old_one_and_its_digest_is_noted(tmp_path, monkeypatch):
+    import hashlib
+
+    import pipeline.keys
+    from pipeline.files import file_digest
+
+    s = settings()
+    scenes = make_scenes(tmp_path, s, 3)
+    master = assemble_master(scenes, tmp_path / "out", s, title="The Test Script")
+    written = master.path.read_bytes()
+    old = _master_the_old_way(tmp_path / "old.wav", [sc.path for sc in scenes], master.chapters, "The Test Script")
+    assert written == old
+    monkeypatch.setattr(pipeline.keys, "sha256_file", lambda p: pytest.fail("the writer's digest is not read back"))
+    assert file_digest(master.path) == hashlib.sha256(written).hexdigest()
+
+
+def test_copied_master_of_an_odd_data_size_keeps_the_pad_byte(tmp_path):
+    from pipeline.assemble import _copy_wav_master
+    from pipeline.timeline import Chapter
+
+    sources = []
+    for n, frames_ in enumerate((2_401, 1_000)):  # 3 × 3,401 bytes of samples: odd, padded before the chapters
+        sources.append(tmp_path / f"s{n}.wav")
+        sf.write(str(sources[-1]), noise(frames_, seed=n) * 0.1, RATE, subtype="PCM_24")
+    chapters = (Chapter(0, "One", 0, 2_401, RATE), Chapter(1, "Two", 2_401, 3_401, RATE))
+    _copy_wav_master(tmp_path / "m.wav", sources, 1, RATE, chapters, "Odd")
+    written = (tmp_path / "m.wav").read_bytes()
+    assert written == _master_the_old_way(tmp_path / "old.wav", sources, chapters, "Odd")
+    assert read_wav_chapters(tmp_path / "m.wav") == [(0, "One"), (2_401, "Two")]
+
+
+def test_master_after_an_edit_equals_the_master_built_from_scratch(tmp_path):
+    """An edit rerun re-mixes one scene and rebuilds the master over the old one: the same bytes as assembling the
+    edited scenes into an empty folder."""
+    s = settings()
+    scenes = make_scenes(tmp_path, s, 3)
+    out = tmp_path / "out"
+    before = assemble_master(scenes, out, s, title="T").path.read_bytes()
+    d = tmp_path / "lines"
+    edited = [line(d, "s1a-edit", "ANNA", 16_500, seed=99, amp=0.1), line(d, "s1b", "BEN", 14_000, seed=12)]
+    scenes[1] = mix_scene(edited, tmp_path / "scenes" / "scene-1", s, scene_index=1, heading="SCENE 1")
+    after = assemble_master(scenes, out, s, title="T").path.read_bytes()
+    fresh = assemble_master(scenes, tmp_path / "fresh", s, title="T").path.read_bytes()
+    assert after == fresh and after != before
+    assert _temp_files(out) == []
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_stream_writer_writes_and_hashes_exactly_what_it_is_given(tmp_path, monkeypatch, direct):
+    """Pieces crossing chunk boundaries, a copied range, a partial last chunk; O_DIRECT where the file system takes
+    it, plain writes where it does not (as on tmpfs)."""
+    import hashlib
+    import io
+
+    import pipeline.files as files
+
+    if not direct:
+        monkeypatch.setattr(files, "_open_direct", lambda path: None)
+    rng = np.random.default_rng(5)
+    pieces = [rng.bytes(n) for n in (7, 4096 * 3 - 7, 5000, 1, 20_000)]
+    source = rng.bytes(50_000)
+    w = files.StreamWriter(tmp_path / "f", chunk=4096 * 2)
+    for p in pieces[:3]:
+        w.write(p)
+    w.copy_from(io.BufferedReader(io.BytesIO(source)), 30_001)
+    for p in pieces[3:]:
+        w.write(p)
+    digest = w.close()
+    expected = b"".join(pieces[:3]) + source[:30_001] + b"".join(pieces[3:])
+    assert (tmp_path / "f").read_bytes() == expected and digest == hashlib.sha256(expected).hexdigest()
+
+
+def test_stream_writer_falls_back_to_plain_writes_when_o_direct_is_refused(tmp_path, monkeypatch):
+    import errno as errno_mod
+
+    import pipeline.files as files
+
+    write_all = files._write_all
+    refused = []
+
+    def refusing(fd, data, offset):
+        if fd == w._direct:
+            refused.append(offset)
+            raise OSError(errno_mod.EINVAL, "Invalid argument")
+        write_all(fd, data, offset)
+
+    monkeypatch.setattr(files, "_write_all", refusing)
+    w = files.StreamWriter(tmp_path / "f", chunk=4096)
+    data = bytes(range(256)) * 50
+    w.write(data)
+    w.close()
+    assert (tmp_path / "f").read_bytes() == data
+    assert refused in ([], [0])  # refused once at most (none where the platform has no O_DIRECT), then plain
+
+
+def test_stream_writer_copy_from_a_short_source_says_so(tmp_path):
+    import io
+
+    from pipeline.files import StreamWriter
+
+    w = StreamWriter(tmp_path / "f", chunk=4096)
+    with pytest.raises(EOFError, match="ended 10 bytes before"):
+        w.copy_from(io.BufferedReader(io.BytesIO(bytes(90))), 100, "scene.wav")
+    w.abort()

@@ -1,0 +1,185 @@
+"""Where an edit rerun's time goes (issue 19: edit rerun ≤ cached rerun + 3 s), measured side by side in one run.
+
+A corpus script is rendered once (cold), then, each in a fresh process, `--rounds` times: a fully cached rerun and
+a rerun after editing one dialogue line of the script in place (as a user does; each round edits a different line,
+so each edit rerun renders one new line, mixes its scene again and rebuilds the master). Printed per phase: wall,
+the report's timings, and the time inside the calls where the master step spends it (assemble_master, copying the
+master's samples, fsync, sha256 of written files, deliverables), and the bytes this machine's disks wrote meanwhile
+(other processes' writes included: the load that makes an fsync slow).
+
+    .venv/bin/python bench/bench_edit.py                               # yntswyd, instant engine, 3 rounds
+    .venv/bin/python bench/bench_edit.py --engine preview --rounds 5 --keep /tmp/bench-edit
+    .venv/bin/python bench/bench_edit.py --keep /tmp/bench-edit --reuse --profile   # cProfile of each edit rerun
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+for p in (REPO, REPO / "bench"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from bench_mix import CORPUS_SCRIPT  # noqa: E402
+
+
+def _disk_written() -> int:
+    """Bytes written so far by this machine's whole disks (/proc/diskstats, 512-byte sectors), 0 where unknown."""
+    try:
+        rows = Path("/proc/diskstats").read_text().splitlines()
+    except OSError:
+        return 0
+    total = 0
+    for row in rows:
+        f = row.split()
+        if len(f) > 9 and not f[2][-1].isdigit() and not f[2].startswith(("loop", "ram")):
+            total += int(f[9]) * 512
+    return total
+
+
+def _timed(owner, name: str, acc: dict, label: str | None = None) -> None:
+    original = getattr(owner, name)
+
+    def wrapper(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return original(*a, **kw)
+        finally:
+            key = label or name
+            acc[key] = acc.get(key, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, wrapper)
+
+
+def child(script: str, out: str, engine: str, profile: str) -> dict:
+    import pipeline.assemble as assemble
+    import pipeline.deliver as deliver
+    import pipeline.keys as keys
+
+    acc: dict[str, float] = {}
+    _timed(assemble, "mix_scene", acc)
+    _timed(assemble, "assemble_master", acc)
+    _timed(assemble, "_copy_wav_master", acc, "copy_master")
+    _timed(assemble, "_copy_range", acc, "copy_range")
+    _timed(deliver, "add_wav_chapters", acc, "chapters")
+    _timed(deliver, "write_deliverables", acc, "deliverables")
+    _timed(keys, "sha256_file", acc, "sha256")
+    _timed(os, "fsync", acc, "fsync")
+    import flows.render as flow
+
+    _timed(flow, "render_scenes", acc)
+    _timed(flow, "write_page", acc)
+    import flows.tasks as tasks
+
+    _timed(tasks.master_task, "fn", acc, "master_fn")  # the task body, without Prefect's own work
+    from bench_flow import start_prefect
+    from flows.render import render_flow
+
+    start_prefect()
+    written = _disk_written()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    t0 = time.perf_counter()
+    report = render_flow(script, out, engine=engine, overrides={"render.min_seconds": 4.0})
+    wall = time.perf_counter() - t0
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return {"wall": wall, **{k: round(v, 3) for k, v in acc.items()}, "timings": report.get("timings"),
+            "rendered": report["counts"]["rendered"], "disk_mb": (_disk_written() - written) / 1e6}  # fmt: skip
+
+
+def edit_line(original: Path, dest: Path, n: int) -> str:
+    """Write `original` to `dest` (may be the same file) with the n-th of a spread of dialogue lines changed; returns
+    where."""
+    from pipeline.fountain import read_script
+
+    sp = read_script(original)
+    dialogues = [d for _, d in sp.dialogues() if d.spoken and d.spoken[0].line]
+    d = dialogues[(len(dialogues) // 2 + 7 * n) % len(dialogues)]
+    rows = original.read_text(encoding="utf-8").split("\n")
+    k = d.spoken[0].line - 1
+    rows[k] = rows[k].rstrip() + f" Or so they said, {n + 1} times."
+    dest.write_text("\n".join(rows), encoding="utf-8")
+    return f"line {k + 1} ({d.character})"
+
+
+def run_child(script: Path, out: Path, root: Path, engine: str, profile: Path | None) -> dict:
+    env = {**os.environ, "READTHROUGH_HOME": str(root / "home"), "PREFECT_HOME": str(root / "prefect-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}  # fmt: skip
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, __file__, "--child", str(script), str(out), engine, str(profile or "")],
+                          env=env, capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
+        raise SystemExit(f"{engine} rerun failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _row(name: str, r: dict) -> str:
+    t = r.get("timings") or {}
+    parts = " ".join(f"{k} {r[k]:.2f}" for k in ("render_scenes", "mix_scene", "assemble_master", "copy_master",
+                                                  "copy_range", "chapters", "fsync", "master_fn", "sha256", "deliverables", "write_page") if k in r)  # fmt: skip
+    return (f"{name:6s} wall {r['wall']:5.2f} s | report: casting {t.get('casting', 0):.2f} master "
+            f"{t.get('master', 0):.2f} other {t.get('other', 0):.2f} | {parts} | "
+            f"disk written {r['disk_mb']:5.0f} MB, load {os.getloadavg()[0]:.1f}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--script", type=Path, default=CORPUS_SCRIPT)
+    ap.add_argument("--engine", default="instant")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder, removed)")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: start from the kept folder's render")
+    ap.add_argument("--profile", action="store_true", help="cProfile each edit rerun into <folder>/edit-<n>.prof")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(*a.child)))
+        return
+    if not a.script.is_file():
+        raise SystemExit(f"{a.script} not found: pass --script (the corpus lives in ../shared/corpus/fountain/).")
+    root = a.keep or Path(tempfile.mkdtemp(prefix="bench-edit-"))
+    if a.keep and root.exists() and not a.reuse:
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    script, out = root / a.script.name, root / "out"
+    try:
+        print(f"script {a.script.name}, engine {a.engine}; cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}",
+              flush=True)  # fmt: skip
+        if not (a.reuse and out.is_dir()):
+            shutil.copy(a.script, script)
+            print(_row("cold", run_child(script, out, root, a.engine, None)), flush=True)
+        extra = []
+        for n in range(a.rounds):
+            cached = run_child(script, out, root, a.engine, None)
+            print(_row("cached", cached), flush=True)
+            what = edit_line(script, script, n)  # edits add up, as a user's do: one more changed line per round
+            edit = run_child(script, out, root, a.engine, root / f"edit-{n}.prof" if a.profile else None)
+            print(_row("edit", edit) + f" ({what}, {edit['rendered']} line rendered)", flush=True)
+            extra.append(edit["wall"] - cached["wall"])
+        print(f"\nedit − cached per round: {', '.join(f'{e:+.2f}' for e in extra)} s; median "
+              f"{statistics.median(extra):+.2f} s, worst {max(extra):+.2f} s (target ≤ +3 s)")  # fmt: skip
+    finally:
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
