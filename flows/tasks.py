@@ -125,8 +125,8 @@ _CACHED = dict(persist_result=True, result_serializer="json")
 
 def file_record(path) -> list | None:
     """[size, sha256, mtime_ns] of a deliverable we wrote (None when it is gone): checked on every rerun, so a
-    truncated, emptied or replaced scene file, master or subtitle file is rebuilt rather than kept. The digest comes
-    from the writer when it hashed the bytes on their way out (pipeline.files.note_digest), else the file is read."""
+    truncated, emptied or replaced scene file, master or subtitle file is rebuilt rather than kept. The digest is
+    what the writer noted (pipeline.files.note_digest; None for the copied master, never read back), else read."""
     from pipeline.files import file_digest
 
     try:
@@ -139,7 +139,8 @@ def file_record(path) -> list | None:
 def files_intact(records: Mapping[str, list] | None) -> bool:
     """True when every recorded path still holds what was written: same size, and either the same mtime (untouched
     since: not read, so a cached rerun does not read hundreds of MB of masters and scenes back) or, once touched,
-    the same sha256. Records without an mtime (older results) are always hashed."""
+    the same sha256 (a touched file recorded without one is not intact). Records without an mtime (older results)
+    are always hashed."""
     from pipeline.files import file_digest
 
     if not records:
@@ -152,7 +153,7 @@ def files_intact(records: Mapping[str, list] | None) -> bool:
                 return False
             if len(record) > 2 and record[2] == st.st_mtime_ns:
                 continue
-            if file_digest(path) != digest:
+            if digest is None or file_digest(path) != digest:
                 return False
         except OSError:
             return False

@@ -386,11 +386,9 @@ def _master_the_old_way(path, sources, chapters, title):
     return path.read_bytes()
 
 
-def test_copied_master_is_byte_for_byte_the_old_one_and_its_digest_is_noted(tmp_path, monkeypatch):
-    import hashlib
-
+def test_copied_master_is_byte_for_byte_the_old_one_and_is_never_read_back(tmp_path, monkeypatch):
     import pipeline.keys
-    from pipeline.files import file_digest
+    from flows.tasks import file_record, files_intact
 
     s = settings()
     scenes = make_scenes(tmp_path, s, 3)
@@ -398,8 +396,12 @@ def test_copied_master_is_byte_for_byte_the_old_one_and_its_digest_is_noted(tmp_
     written = master.path.read_bytes()
     old = _master_the_old_way(tmp_path / "old.wav", [sc.path for sc in scenes], master.chapters, "The Test Script")
     assert written == old
-    monkeypatch.setattr(pipeline.keys, "sha256_file", lambda p: pytest.fail("the writer's digest is not read back"))
-    assert file_digest(master.path) == hashlib.sha256(written).hexdigest()
+    monkeypatch.setattr(pipeline.keys, "sha256_file", lambda p: pytest.fail("the master was read back"))
+    record = file_record(master.path)
+    assert record[:2] == [len(written), None] and files_intact({str(master.path): record})
+    st = master.path.stat()
+    os.utime(master.path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000))
+    assert not files_intact({str(master.path): record})  # touched since: rebuilt from the scenes, not hashed
 
 
 def test_copied_master_of_an_odd_data_size_keeps_the_pad_byte(tmp_path):
