@@ -134,12 +134,15 @@ def run_child(script: Path, out: Path, root: Path, engine: str, profile: Path | 
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "cpu": cpu}  # cpu: the whole process, startup too
 
 
+_PARTS = ("render_scenes", "mix_scene", "assemble_master", "copy_master", "copy_range", "chapters", "fsync", "sha256",
+          "deliverables", "write_page")
+
+
 def _row(name: str, r: dict) -> str:
     t = r.get("timings") or {}
-    parts = " ".join(f"{k} {r[k]:.2f}" for k in ("render_scenes", "mix_scene", "assemble_master", "copy_master",
-                                                  "copy_range", "chapters", "fsync", "sha256", "deliverables", "write_page") if k in r)  # fmt: skip
-    return (f"{name:6s} wall {r['wall']:5.2f} s, process cpu {r['cpu']:5.2f} s | report: casting {t.get('casting', 0):.2f} master "
-            f"{t.get('master', 0):.2f} other {t.get('other', 0):.2f} | {parts} | "
+    parts = " ".join(f"{k} {r[k]:.2f}" for k in _PARTS if k in r)
+    return (f"{name:6s} wall {r['wall']:5.2f} s, process cpu {r['cpu']:5.2f} s | report: casting "
+            f"{t.get('casting', 0):.2f} master {t.get('master', 0):.2f} other {t.get('other', 0):.2f} | {parts} | "
             f"disk written {r['disk_mb']:5.0f} MB, load {os.getloadavg()[0]:.1f}")
 
 
