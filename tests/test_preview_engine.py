@@ -127,6 +127,22 @@ def test_two_threads_give_the_same_samples_as_serial(engine):
     assert [results[0], results[1]] == serial
 
 
+def test_synth_buffer_size_is_part_of_the_engines_identity(engine, monkeypatch):
+    """The library backend takes audio in 1 s buffers (few GIL-taking callbacks). The buffer size changes the noise
+    of the Klatt variants (the GRUFF voice is klatt4), so it is in the identity that keys every take."""
+    if not isinstance(engine.backend, preview._LibraryBackend):
+        pytest.skip("the espeak-ng program backend has no synth buffers")
+    lock = _lock(engine, GRUFF)
+    assert engine.lock_params(lock)["variant"].startswith("klatt")
+    long_line = ("A much longer line, one that runs well past a single second of speech, so that it fills several "
+                 "of the larger buffers before the voice comes to its end.")
+    ours, identity = _render(engine, lock, long_line)[0].audio.samples, engine.info().identity()
+    assert identity["synth_buffer_ms"] == 1000 and len(ours) > 2 * SAMPLE_RATE
+    monkeypatch.setattr(preview._LibraryBackend, "BUFFER_MS", 0)  # espeak's default, 60 ms
+    assert not np.array_equal(_render(engine, lock, long_line)[0].audio.samples, ours)
+    assert engine.info().identity() != identity
+
+
 def test_bad_lines_fail_alone_with_a_reason(engine):
     outcomes = _render(engine, _lock(engine, GRUFF), "Fine.", "   ", "", "Also fine.")
     assert [o.key for o in outcomes] == ["k0", "k1", "k2", "k3"]

@@ -277,6 +277,16 @@ class _LibraryBackend:
     _POS_CHARACTER = 1
     _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4  # espeak_PARAMETER
     _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+    # ms of audio per synth callback. espeak's default (0: 60 ms) calls back into Python, taking the GIL, every
+    # millisecond or so of synthesis; beside a scene mix on another thread each call waited for the GIL and the
+    # engine ran ~1.3-1.5x slower. 1000 ms: a few calls per line. The buffer size changes the noise of the Klatt
+    # and breathy variants (10 of 35), so it is part of the engine's identity (`options`): no stored take made
+    # with other buffers shares a key with these.
+    BUFFER_MS = 1000
+
+    @property
+    def options(self) -> dict:
+        return {"synth_buffer_ms": self.BUFFER_MS}
 
     def __init__(self, library_path: str, data_path: str):
         self.data_path = data_path.encode()
@@ -314,7 +324,7 @@ class _LibraryBackend:
     def _open(self):
         lib = ctypes.CDLL(self.library_path)
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        rate = lib.espeak_Initialize(self._SYNCHRONOUS, 0, self.data_path, self._DONT_EXIT)
+        rate = lib.espeak_Initialize(self._SYNCHRONOUS, self.BUFFER_MS, self.data_path, self._DONT_EXIT)
         if rate <= 0:
             self._close(lib)
             raise EngineError(f"espeak-ng could not start with its data in {self.data_path.decode()}; "
@@ -503,7 +513,8 @@ class PreviewEngine:
 
     def info(self) -> EngineInfo:
         return EngineInfo(self.name, self.model_id, self.model_id, SAMPLE_RATE,
-                          frozenset({"design", "clone", "preset", "instruct"}))
+                          frozenset({"design", "clone", "preset", "instruct"}),
+                          options=dict(getattr(self.backend, "options", {})))
 
     def synthesize(self, text: str, params: dict) -> Audio:
         """`text` spoken with espeak `params`, as 24 kHz mono float32. Raises EngineError when nothing comes out."""
