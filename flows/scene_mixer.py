@@ -11,6 +11,7 @@ engine calls, as before.
 from __future__ import annotations
 
 import contextvars
+import functools
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
@@ -43,7 +44,7 @@ class SceneMixer:
             self._mix(index)
             self.waited += time.perf_counter() - started
         else:
-            self._futures.append(self._pool.submit(self._context.copy().run, self._mix, index))
+            self._futures.append(self._pool.submit(self._context.copy().run, self._mix_and_trim, index))
 
     def finish(self) -> None:
         """Wait for every mix handed over so far."""
@@ -52,3 +53,28 @@ class SceneMixer:
             future.result()
         self._futures.clear()
         self.waited += time.perf_counter() - started
+
+    def _mix_and_trim(self, index: int) -> None:
+        try:
+            self._mix(index)
+        finally:
+            release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere). glibc keeps what a
+    thread frees in that thread's own arena, so without this the mixing thread holds on to its last mix's buffers
+    while the engine thread grows its own: measured on yntswyd, peak RSS 391 → 384 MiB. About a millisecond."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    import ctypes
+
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own symbols: libc's, where glibc
+    except OSError:
+        return None
