@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
-from .files import atomic_path, atomic_write_text, slug
+from .files import atomic_path, atomic_write_text, slug, sweep_temps
 from .render_report import REPORT_NAME, RenderReport, SceneRecord, load_render_report
 
 PAGE_NAME = "index.html"
@@ -192,6 +192,7 @@ def _copy_audition(src: str, out_dir: Path, character: str, index: int) -> str |
     if not source.is_file():
         return None
     dest = out_dir / AUDITIONS_DIR / slug(character) / f"audition-{index}{source.suffix or '.wav'}"
+    sweep_temps(dest.parent, recursive=False)  # a copy a killed render left half-done (dead writers only)
     st = source.stat()
     if not (dest.is_file() and dest.stat().st_size == st.st_size and dest.stat().st_mtime >= st.st_mtime):
         with atomic_path(dest) as tmp:

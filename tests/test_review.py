@@ -164,3 +164,29 @@ def test_regression_page_escapes_and_shows_both_takes():
     assert row.count("<audio") == 2 and 'src="scenes/scene-001.wav#t=0.300,1.200"' in row
     same_row = html.split('data-status="same"')[1].split("</tr>")[0]
     assert same_row.count("<audio") == 1 and "golden = new" in same_row
+
+
+def test_copying_auditions_removes_a_killed_copys_temp_file(tmp_path):
+    """A render killed while the page copied an audition leaves a temp file under OUT/auditions/<character>/: the
+    next copy there removes it (dead writers only), as the chaos test found."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.files import TEMP_PREFIX, _host
+    from pipeline.review import _copy_audition
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    folder = tmp_path / "out" / "auditions" / "june"
+    folder.mkdir(parents=True)
+    killed = folder / f"{TEMP_PREFIX}{_host()}.{dead}.audition-2.wav.8jenap82.wav"
+    live = folder / f"{TEMP_PREFIX}{_host()}.{os.getpid()}.audition-1.wav.q1w2e3.wav"
+    for p in (killed, live):
+        p.write_bytes(b"half")
+    source = tmp_path / "take.wav"
+    source.write_bytes(b"RIFF....WAVE")
+    href = _copy_audition(str(source), tmp_path / "out", "JUNE", 2)
+    assert href and (tmp_path / "out" / href).read_bytes() == source.read_bytes()
+    assert not killed.exists() and live.exists()
+
