@@ -42,11 +42,15 @@ def measure_lufs(x: np.ndarray, rate: int) -> float | None:
     x = _2d(x)
     if len(x) < int(_BLOCK_S * rate) + 1 or not np.any(x):
         return None
-    energy = KWeighting(rate, x.shape[1]).energy(x)
+    return _lufs_from_energy(KWeighting(rate, x.shape[1]).energy(x), len(x), rate)
+
+
+def _lufs_from_energy(energy: np.ndarray, frames: int, rate: int) -> float | None:
+    """`gated_lufs` of a K-weighted energy per frame, summed per gating hop (the last hop padded with zeros)."""
     hop = hop_frames(rate)
     n = -(-len(energy) // hop) * hop
     hops = np.concatenate([energy, np.zeros(n - len(energy))]).reshape(-1, hop).sum(axis=1)
-    return gated_lufs(hops, len(x), rate)
+    return gated_lufs(hops, frames, rate)
 
 
 def rms_db(x: np.ndarray) -> float:
@@ -210,11 +214,7 @@ def _level_from_weighted(x: np.ndarray, k: np.ndarray, rate: int) -> float:
     """level_db(x, rate) of mono `x` whose K-weighted signal is `k`: the same figures measure_lufs computes."""
     if len(x) < int(_BLOCK_S * rate) + 1 or not np.any(x):
         return rms_db(x)
-    hop = hop_frames(rate)
-    energy = np.square(k)
-    n = -(-len(energy) // hop) * hop
-    hops = np.concatenate([energy, np.zeros(n - len(energy))]).reshape(-1, hop).sum(axis=1)
-    lufs = gated_lufs(hops, len(x), rate)
+    lufs = _lufs_from_energy(np.square(k), len(x), rate)
     return lufs if lufs is not None else rms_db(x)
 
 
