@@ -22,7 +22,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.interrupt import checkpoint, requested
+from flows.interrupt import requested
 from flows.reporting import emit
 from pipeline.config import Settings
 from pipeline.errors import RenderError
@@ -123,15 +123,15 @@ def embedding_digest(embedding) -> str | None:
 _CACHED = dict(persist_result=True, result_serializer="json")
 
 
-def file_record(path) -> list | None:
+def file_record(path, *, hashed: bool = True) -> list | None:
     """[size, sha256, mtime_ns] of a deliverable we wrote (None when it is gone): checked on every rerun, so a
-    truncated, emptied or replaced scene file, master or subtitle file is rebuilt rather than kept. The digest is
-    what the writer noted (pipeline.files.note_digest; None for the copied master, never read back), else read."""
-    from pipeline.files import file_digest
+    truncated, emptied or replaced scene file, master or subtitle file is rebuilt rather than kept. Not `hashed`
+    (a master copied from the scenes, never read back): the sha256 is None, so once touched it is rebuilt."""
+    from pipeline.keys import sha256_file
 
     try:
         st = Path(path).stat()
-        return [st.st_size, file_digest(path), st.st_mtime_ns]
+        return [st.st_size, sha256_file(path) if hashed else None, st.st_mtime_ns]
     except OSError:
         return None
 
@@ -141,7 +141,7 @@ def files_intact(records: Mapping[str, list] | None) -> bool:
     since: not read, so a cached rerun does not read hundreds of MB of masters and scenes back) or, once touched,
     the same sha256 (a touched file recorded without one is not intact). Records without an mtime (older results)
     are always hashed."""
-    from pipeline.files import file_digest
+    from pipeline.keys import sha256_file
 
     if not records:
         return False
@@ -153,7 +153,7 @@ def files_intact(records: Mapping[str, list] | None) -> bool:
                 return False
             if len(record) > 2 and record[2] == st.st_mtime_ns:
                 continue
-            if digest is None or file_digest(path) != digest:
+            if digest is None or sha256_file(path) != digest:
                 return False
         except OSError:
             return False
@@ -379,5 +379,7 @@ def master_task(master_key: str, scenes: list[dict], out_dir: str, title: str, s
     paths = _requested_masters(master.paths, s.output.master_formats)
     outputs = {f"master_{fmt}": str(p) for fmt, p in paths.items()}
     outputs.update({name: str(p) for name, p in written.items()})
-    return {"outputs": outputs, "files": {p: file_record(p) for p in outputs.values()}, "duration": master.duration, "lufs": master.lufs,
+    copied = {str(p) for p in master.copied}
+    return {"outputs": outputs, "files": {p: file_record(p, hashed=p not in copied) for p in outputs.values()},
+            "duration": master.duration, "lufs": master.lufs,
             "true_peak_db": master.true_peak_db, "notes": list(master.notes)}

@@ -23,7 +23,7 @@ from .audio import read_audio, resample, trim_silence
 from .config import Settings
 from .effects import apply_effects, effects_gain_db, treatments_for
 from .errors import RenderError, SettingsError
-from .files import StreamWriter, atomic_path, note_digest, slug
+from .files import StreamWriter, atomic_path, slug
 from .leveller import LIMIT_MARGIN_DB, Leveller
 from .timeline import Chapter, MasterResult, SceneMixResult, TimedLine
 
@@ -504,7 +504,8 @@ def assemble_master(
     paths: dict[str, Path] = {}
     notes: list[str] = []
     first = out_dir / f"{name}.{pcm[0]}"
-    if gain == 1.0 and pcm[0] == "wav" and _copyable(scenes, channels):
+    copied = gain == 1.0 and pcm[0] == "wav" and _copyable(scenes, channels)
+    if copied:
         _copy_wav_master(first, [s.path for s in scenes], channels, rate, chapters, title)
     else:
         _write_pcm_master(first, [s.path for s in scenes], channels, rate, gain, pcm[0], chapters, total, title,
@@ -526,6 +527,7 @@ def assemble_master(
     return MasterResult(
         first, paths, title, total / rate, total, rate, channels, chapters, cues,
         None if lufs is None else lufs + gain_db, figures.true_peak_db + gain_db, gain_db, tuple(notes),
+        (first,) if copied else (),
     )  # fmt: skip
 
 
@@ -581,9 +583,8 @@ def _copy_wav_master(path: Path, sources: Sequence[Path], channels: int, rate: i
     """A 24-bit PCM WAV master whose data chunk is the scenes' data chunks copied byte for byte, plus chapters.
 
     Written front to back in one pass with its final bytes (the chapter chunks are known up front, so the RIFF size
-    is too), through pipeline.files.StreamWriter: no page cache filled with the new master. Not hashed (0.5 s of CPU
-    per 400 MB, on every edit): the render's record of it trusts its size and mtime, and a master touched since is
-    rebuilt from the scenes (pipeline.files.note_digest)."""
+    is too), through pipeline.files.StreamWriter: no page cache filled with the new master (MasterResult.copied:
+    not hashed; the render's record of it trusts its size and mtime, and one touched since is rebuilt)."""
     import struct
 
     spans = [_wav_data(Path(p)) for p in sources]
@@ -599,12 +600,11 @@ def _copy_wav_master(path: Path, sources: Sequence[Path], channels: int, rate: i
             + b"data" + struct.pack("<I", data_size))  # fmt: skip
     with atomic_path(path) as tmp:
         _copy_data(tmp, head, zip(sources, spans), tail)
-    note_digest(path, None)
 
 
 def _copy_data(tmp: Path, head: bytes, spans, tail: bytes) -> None:
     """Write `head`, the (offset, size) byte range of each source, then `tail` to `tmp`."""
-    writer = StreamWriter(tmp, hash=False)
+    writer = StreamWriter(tmp)
     try:
         writer.write(head)
         for source, (offset, size) in spans:

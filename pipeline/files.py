@@ -244,15 +244,14 @@ def file_stat(path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-# ---------------------------------------------------------------- large sequential writes, digests
+# ---------------------------------------------------------------- large sequential writes
 
 
 STREAM_CHUNK = 8 << 20  # bytes per write of a StreamWriter (a multiple of any device's block size)
-_DIGESTS: dict[tuple[int, int, int, int], str | None] = {}  # (device, inode, size, mtime_ns) → sha256 of what we wrote
 
 
 class StreamWriter:
-    """Write one large file front to back without filling the page cache; with `hash`, sha256 what is written.
+    """Write one large file front to back without filling the page cache.
 
     Why: a master of a few hundred MB written through the page cache needs as many fresh memory pages, and where
     memory is handed back to a hypervisor while free (free page reporting, balloons: most cloud VMs) each fresh page
@@ -261,12 +260,10 @@ class StreamWriter:
     O_DIRECT, plain writes); the tail is a plain write. Durability is the caller's fsync (pipeline.files.atomic_path).
     """
 
-    def __init__(self, path: str | os.PathLike, chunk: int = STREAM_CHUNK, *, hash: bool = True):
-        import hashlib
+    def __init__(self, path: str | os.PathLike, chunk: int = STREAM_CHUNK):
         import mmap
 
         self.path, self.chunk = Path(path), chunk
-        self.sha256 = hashlib.sha256() if hash else None
         self._buf = mmap.mmap(-1, chunk)  # anonymous mappings are page-aligned, as O_DIRECT needs
         self._view = memoryview(self._buf)
         self._fill = 0  # bytes of the buffer not written yet
@@ -298,8 +295,6 @@ class StreamWriter:
 
     def _flush(self) -> None:
         part = self._view[: self._fill]
-        if self.sha256 is not None:
-            self.sha256.update(part)
         if self._direct is not None and self._fill == self.chunk:
             try:
                 _write_all(self._direct, part, self._offset)
@@ -313,8 +308,8 @@ class StreamWriter:
         self._offset += self._fill
         self._fill = 0
 
-    def close(self) -> str | None:
-        """Write what is buffered, close; returns the sha256 (hex) of everything written (None without `hash`)."""
+    def close(self) -> None:
+        """Write what is buffered, close."""
         try:
             if self._fill:
                 self._flush()
@@ -325,7 +320,6 @@ class StreamWriter:
             self._direct = None
             self._view.release()
             self._buf.close()
-        return None if self.sha256 is None else self.sha256.hexdigest()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -347,23 +341,3 @@ def _write_all(fd: int, data: memoryview, offset: int) -> None:
     while len(data):
         n = os.pwrite(fd, data, offset)
         data, offset = data[n:], offset + n
-
-
-def note_digest(path: str | os.PathLike, digest: str | None) -> None:
-    """Remember the sha256 of a file this process just wrote (its writer hashed the bytes on the way out), so
-    `file_digest` does not read it back while the file stays as it is (same inode, size and mtime). None: a file
-    not worth hashing (a master we can rebuild from its scenes): its record trusts its size and mtime only."""
-    st = os.stat(path)
-    if len(_DIGESTS) > 1024:
-        _DIGESTS.clear()
-    _DIGESTS[(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)] = digest
-
-
-def file_digest(path: str | os.PathLike) -> str | None:
-    """sha256 (hex) of a file: what its writer noted (`note_digest`, None included) while it is unchanged since,
-    else read."""
-    from .keys import sha256_file
-
-    st = os.stat(path)
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    return _DIGESTS[key] if key in _DIGESTS else sha256_file(path)

@@ -127,6 +127,8 @@ class MasterResult:
     true_peak_db: float
     gain_db: float  # the one gain applied to the scenes while streaming
     notes: tuple[str, ...] = field(default=())  # formats skipped and why
+    copied: tuple[Path, ...] = field(default=())  # masters whose samples are the scenes' bytes copied: not worth
+    # hashing (0.5 s of CPU per 400 MB, on every edit) since they are rebuilt from the scenes once touched
 
 
 Timeline = Union[MasterResult, SceneMixResult, Sequence[SceneMixResult], Sequence[TimedLine]]

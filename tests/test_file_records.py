@@ -53,3 +53,27 @@ def test_records_without_mtime_from_older_results_are_hashed(tmp_path, monkeypat
     _no_reading(monkeypatch)
     with pytest.raises(pytest.fail.Exception):
         files_intact({str(path): [size, digest]})
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_cached_rerun_reads_back_no_master_and_a_touched_master_is_rebuilt(tmp_path, script, fake, monkeypatch):
+    """The WAV master is the scenes' bytes copied (MasterResult.copied): recorded without a sha256, never read
+    back; touched since, it is rebuilt from the scenes rather than hashed."""
+    from helpers import render_with_report
+
+    out = tmp_path / "out"
+    hash_file = pipeline.keys.sha256_file
+    read = []
+    monkeypatch.setattr(pipeline.keys, "sha256_file", lambda p: read.append(os.fspath(p)) or hash_file(p))
+    state, _ = render_with_report(script, out)
+    assert state.is_completed(), state.message
+    (master,) = out.glob("*.wav")
+    assert str(master) not in read and any(p.endswith(".srt") for p in read)  # the other deliverables are hashed
+    state, _ = render_with_report(script, out)
+    assert state.is_completed(), state.message
+    assert str(master) not in read
+    st = master.stat()
+    os.utime(master, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000))
+    state, report = render_with_report(script, out)
+    assert state.is_completed(), state.message
+    assert str(master) not in read and master.stat().st_mtime_ns != st.st_mtime_ns + 5_000_000  # rebuilt
