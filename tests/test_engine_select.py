@@ -173,6 +173,29 @@ def test_a_silent_hub_is_probed_once_for_all_models(settings, monkeypatch):
     assert resolve_engine(settings)[0] == "preview" and len(hub.urls) == 2
 
 
+def test_hub_answers_stand_for_a_while_then_are_asked_again(monkeypatch):
+    """A long-lived process (a worker) does not keep an old answer, nor an old silence, for ever."""
+    import urllib.error
+    import urllib.request
+
+    now = [1000.0]
+    monkeypatch.setattr(select, "_clock", lambda: now[0])
+    hub = _CountingHub()
+    _online_with_real_probe(monkeypatch, hub)
+    assert select._hub_reachable("org/model") and select._hub_reachable("org/model") and len(hub.urls) == 1
+    now[0] += select.HUB_MEMO_S
+    assert select._hub_reachable("org/model") and len(hub.urls) == 2
+    silent = _CountingHub(urllib.error.URLError("timed out"))
+    monkeypatch.setattr(urllib.request, "urlopen", silent)
+    now[0] += select.HUB_MEMO_S
+    assert not select._hub_reachable("org/model") and not select._hub_reachable("org/other")
+    assert len(silent.urls) == 1
+    now[0] += select.HUB_MEMO_S - 1
+    assert not select._hub_reachable("org/other") and len(silent.urls) == 1
+    now[0] += 1
+    assert not select._hub_reachable("org/other") and len(silent.urls) == 2
+
+
 def test_a_hub_error_status_is_an_answer_for_that_repo_only(monkeypatch):
     import urllib.error
 

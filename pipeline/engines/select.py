@@ -7,8 +7,10 @@ used (HF_HUB_OFFLINE unset), and then only for one HEAD request (~1 s timeout); 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,8 +102,10 @@ def _hub_offline() -> bool:
     return any(env_flag(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-_HUB_ANSWERS: dict[tuple[str, str], bool] = {}  # (endpoint, repo id) → answered 200; this process's probes
-_HUB_SILENT: set[str] = set()  # endpoints that did not answer at all this process: no repo on them is probed again
+HUB_MEMO_S = 300.0  # how long a probe's answer stands: a run asks once; a long-lived worker asks again later
+_clock = time.monotonic
+_HUB_ANSWERS: dict[tuple[str, str], tuple[bool, float]] = {}  # (endpoint, repo id) → (answered 200, when)
+_HUB_SILENT: dict[str, float] = {}  # endpoint → when it last failed to answer: no repo on it is probed meanwhile
 
 
 def forget_hub_answers() -> None:
@@ -117,19 +121,21 @@ def _hub_endpoint() -> str:
 def _hub_reachable(repo_id: str, timeout: float = HUB_TIMEOUT_S) -> bool:
     """The hub answers 200 for `repo_id`'s model info within `timeout` (an answering proxy is not the hub).
 
-    Asked at most once per process for each endpoint and repo (engine selection and the preflight both ask), and
-    not at all once the endpoint has failed to answer for another repo: each probe may cost the whole timeout."""
-    endpoint = _hub_endpoint()
+    Asked at most once per `HUB_MEMO_S` for each endpoint and repo (engine selection and the preflight both ask),
+    and not at all meanwhile once the endpoint has failed to answer for another repo: each probe may cost the
+    whole timeout."""
+    endpoint, now = _hub_endpoint(), _clock()
     key = (endpoint, repo_id)
-    if key not in _HUB_ANSWERS:
-        if endpoint in _HUB_SILENT:
-            return False
-        answer = _probe_hub(endpoint, repo_id, timeout)
-        if answer is None:
-            _HUB_SILENT.add(endpoint)
-            return False
-        _HUB_ANSWERS[key] = answer
-    return _HUB_ANSWERS[key]
+    if key in _HUB_ANSWERS and now - _HUB_ANSWERS[key][1] < HUB_MEMO_S:
+        return _HUB_ANSWERS[key][0]
+    if now - _HUB_SILENT.get(endpoint, -math.inf) < HUB_MEMO_S:
+        return False
+    answer = _probe_hub(endpoint, repo_id, timeout)
+    if answer is None:
+        _HUB_SILENT[endpoint] = now
+        return False
+    _HUB_ANSWERS[key] = (answer, now)
+    return answer
 
 
 def _probe_hub(endpoint: str, repo_id: str, timeout: float) -> bool | None:
