@@ -20,7 +20,7 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
@@ -186,13 +186,21 @@ def pin_snippet(name: str, index: int) -> str:
     return f"[characters.{_toml_key(name)}]\naudition = {index}\n"
 
 
-def _copy_audition(src: str, out_dir: Path, character: str, index: int) -> str | None:
-    """Copy one audition WAV under OUT/auditions/<character>/ (only when missing or changed); its relative href."""
+def _audition_hrefs(out_dir: Path, character: str, auditions) -> dict[int, str | None]:
+    """Each audition (index, path) copied under OUT/auditions/<character>/: its href by index (None when its take is
+    gone). The folder is swept first of temp files a killed copy left (dead writers only), once per page write."""
+    folder = out_dir / AUDITIONS_DIR / slug(character)
+    sweep_temps(folder, recursive=False)
+    return {a.index: _copy_audition(a.path, out_dir, folder, a.index) for a in auditions}
+
+
+def _copy_audition(src: str, out_dir: Path, folder: Path, index: int) -> str | None:
+    """Copy one audition WAV into `folder` (OUT/auditions/<character>/; only when missing or changed); its
+    href relative to `out_dir`."""
     source = Path(src)
     if not source.is_file():
         return None
-    dest = out_dir / AUDITIONS_DIR / slug(character) / f"audition-{index}{source.suffix or '.wav'}"
-    sweep_temps(dest.parent, recursive=False)  # a copy a killed render left half-done (dead writers only)
+    dest = folder / f"audition-{index}{source.suffix or '.wav'}"
     st = source.stat()
     if not (dest.is_file() and dest.stat().st_size == st.st_size and dest.stat().st_mtime >= st.st_mtime):
         with atomic_path(dest) as tmp:
@@ -203,10 +211,10 @@ def _copy_audition(src: str, out_dir: Path, character: str, index: int) -> str |
 def _character(out_dir: Path, r, script: str, pick_target: str | None) -> CharacterView:
     p = r.profile
     pinnable = r.source == "designed"
+    hrefs = _audition_hrefs(out_dir, r.extra_voice or r.name, r.auditions)
     auditions = tuple(
         AuditionView(
-            index=a.index, seed=a.seed, text=a.text, href=_copy_audition(a.path, out_dir, r.extra_voice or r.name,
-                                                                         a.index),
+            index=a.index, seed=a.seed, text=a.text, href=hrefs[a.index],
             chosen=a.index == r.chosen, snippet=pin_snippet(r.name, a.index) if pinnable else None,
             pick_command=shlex.join(["readthrough", "cast", script, "--pick", f"{r.name}={a.index}",
                                      *(["--cast", pick_target] if pick_target else [])]) if pinnable else None)

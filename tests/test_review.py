@@ -174,7 +174,9 @@ def test_copying_auditions_removes_a_killed_copys_temp_file(tmp_path):
     import sys
 
     from pipeline.files import TEMP_PREFIX, _host
-    from pipeline.review import _copy_audition
+    from types import SimpleNamespace
+
+    from pipeline.review import _audition_hrefs
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
@@ -186,7 +188,7 @@ def test_copying_auditions_removes_a_killed_copys_temp_file(tmp_path):
         p.write_bytes(b"half")
     source = tmp_path / "take.wav"
     source.write_bytes(b"RIFF....WAVE")
-    href = _copy_audition(str(source), tmp_path / "out", "JUNE", 2)
+    href = _audition_hrefs(tmp_path / "out", "JUNE", [SimpleNamespace(index=2, path=str(source))])[2]
     assert href and (tmp_path / "out" / href).read_bytes() == source.read_bytes()
     assert not killed.exists() and live.exists()
 
