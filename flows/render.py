@@ -32,7 +32,7 @@ from flows.scene_mixer import SceneMixer
 from flows.states import state_result
 from flows.tasks import (
     FLOW_VERSION, ChunkRenderError, RunSpec, configured, evidence_task, files_intact, get_engine,
-    master_task, mix_scene_task, parse_task, render_lines_task,
+    master_task, mix_scene_task, parse_task, release_chunk_locks, render_lines_task,
 )
 from pipeline.errors import RenderError, SettingsError
 from pipeline.files import FolderBusyError, file_stat, folder_lock, sweep_temps
@@ -241,6 +241,7 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
             between_chunks(n, len(chunks))
             if requested():  # Ctrl-C: every line finished so far is stored; start no new chunk (flows/interrupt)
                 break
+        release_chunk_locks()
         mixer.finish()
     clock["mix_wait"] = mixer.waited
     return [records[i] for i in selected], stats.to_json(), clock

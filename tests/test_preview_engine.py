@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 import sys
@@ -141,6 +142,23 @@ def test_synth_buffer_size_is_part_of_the_engines_identity(engine, monkeypatch):
     monkeypatch.setattr(preview._LibraryBackend, "BUFFER_MS", 0)  # espeak's default, 60 ms
     assert not np.array_equal(_render(engine, lock, long_line)[0].audio.samples, ours)
     assert engine.info().identity() != identity
+
+
+def _live_types() -> int:
+    gc.collect()
+    return sum(isinstance(o, type) for o in gc.get_objects())
+
+
+def test_rendering_lines_leaves_no_new_types_behind(engine):
+    """The synth callback copies its audio without making ctypes types: np.ctypeslib.as_array made an array type
+    and a pointer type for every new callback length, which ctypes keeps for the process's life, so a render's
+    memory grew line by line (~10 KiB a line)."""
+    lock = _lock(engine, BRIGHT)
+    _render(engine, lock, "Warm up, once.")
+    before = _live_types()
+    outcomes = _render(engine, lock, *[f"Line {i}: and so it went on" + ", and on" * i + "." for i in range(12)])
+    assert all(o.ok for o in outcomes) and len({o.audio.samples.size for o in outcomes}) == 12
+    assert _live_types() == before
 
 
 def test_bad_lines_fail_alone_with_a_reason(engine):

@@ -317,8 +317,10 @@ class _LibraryBackend:
             return path
 
     def _on_audio(self, wav, n, events) -> int:
+        # copied as bytes: np.ctypeslib.as_array would make (and ctypes cache for the process's life) an array type
+        # and a pointer type for every new callback length, ~10 KiB per utterance
         if wav and n > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            self._chunks.append(np.frombuffer(ctypes.string_at(wav, n * ctypes.sizeof(ctypes.c_short)), np.int16))
         return 0
 
     def _open(self):
