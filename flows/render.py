@@ -223,25 +223,27 @@ def render_scenes(spec: RunSpec, screenplay, by_scene: dict, selected: list[int]
         for i in selected:
             settle(i)
         progress.advance(sum(r["reused"] for r in records.values()), force=True)
-        for n, chunk in enumerate(chunks, 1):
-            voices = {j.voice_digest for j in chunk if j.voice_digest}
-            started = time.perf_counter()
-            with listen(on_event) if mixer.background else contextlib.nullcontext():
-                task_state = t_render(f"{n}/{len(chunks)}", [j.to_json() for j in chunk],
-                                      {d: locks[d] for d in voices if d in locks}, spec, force, return_state=True)
-            clock["engine"] += time.perf_counter() - started
-            outcome = _chunk_outcome(task_state, chunk)
-            if outcome.engine:
-                stats.add(SessionStats.from_json(outcome.engine))
-            with lock:
-                _count_chunk(chunk, outcome, state, records)
-                for i in dict.fromkeys(j.scene_index for j in chunk):
-                    settle(i)
-            progress.advance(len(chunk) - len(outcome.stopped), force=True)
-            between_chunks(n, len(chunks))
-            if requested():  # Ctrl-C: every line finished so far is stored; start no new chunk (flows/interrupt)
-                break
-        release_chunk_locks()
+        try:
+            for n, chunk in enumerate(chunks, 1):
+                voices = {j.voice_digest for j in chunk if j.voice_digest}
+                started = time.perf_counter()
+                with listen(on_event) if mixer.background else contextlib.nullcontext():
+                    task_state = t_render(f"{n}/{len(chunks)}", [j.to_json() for j in chunk],
+                                          {d: locks[d] for d in voices if d in locks}, spec, force, return_state=True)
+                clock["engine"] += time.perf_counter() - started
+                outcome = _chunk_outcome(task_state, chunk)
+                if outcome.engine:
+                    stats.add(SessionStats.from_json(outcome.engine))
+                with lock:
+                    _count_chunk(chunk, outcome, state, records)
+                    for i in dict.fromkeys(j.scene_index for j in chunk):
+                        settle(i)
+                progress.advance(len(chunk) - len(outcome.stopped), force=True)
+                between_chunks(n, len(chunks))
+                if requested():  # Ctrl-C: every line finished so far is stored; start no new chunk (flows/interrupt)
+                    break
+        finally:  # the chunks are done, or one raised (Ctrl-C): their voices' reference audio goes
+            release_chunk_locks()
         mixer.finish()
     clock["mix_wait"] = mixer.waited
     return [records[i] for i in selected], stats.to_json(), clock

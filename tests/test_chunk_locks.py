@@ -75,3 +75,24 @@ def test_a_lock_file_changed_since_is_read_again(voices, loads):
     os.utime(voices[a], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # rewritten: its stat no longer matches
     chunk_locks(voices, {a})
     assert loads.count(a) == 2
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_render_stopped_between_chunks_lets_its_voices_go(tmp_path, script, fake, monkeypatch):
+    """Ctrl-C (or any error) between two chunks: the chunk's locks are not kept after the render."""
+    import flows.render
+    import flows.tasks
+    from flows.render import render_flow
+
+    held = []
+
+    def stop(n, total):
+        held.append(len(flows.tasks._CHUNK_LOCKS))
+        raise RuntimeError("stopped between chunks")
+
+    monkeypatch.setattr(flows.render, "between_chunks", stop)
+    state = render_flow(str(script), str(tmp_path / "out"), engine="fake", return_state=True,
+                        overrides={"render.chunk_lines": 3})
+    assert not state.is_completed()
+    assert held and held[0] > 0  # the first chunk's voices were held while it ran
+    assert flows.tasks._CHUNK_LOCKS == {}
