@@ -20,7 +20,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ for p in (REPO, REPO / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from bench_mix import CORPUS_SCRIPT  # noqa: E402
+from bench_mix import CORPUS_SCRIPT, run_bench_child, timed  # noqa: E402
 
 
 def _disk_written() -> int:
@@ -48,40 +47,25 @@ def _disk_written() -> int:
     return total
 
 
-def _timed(owner, name: str, acc: dict, label: str | None = None) -> None:
-    original = getattr(owner, name, None)
-    if original is None:  # the code measured lacks it (an older checkout)
-        return
-
-    def wrapper(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return original(*a, **kw)
-        finally:
-            key = label or name
-            acc[key] = acc.get(key, 0.0) + time.perf_counter() - t
-
-    setattr(owner, name, wrapper)
-
-
-def child(script: str, out: str, engine: str, profile: str) -> dict:
-    import pipeline.assemble as assemble
+def child(script: str, out: str, engine: str, profile: str, phase: str) -> dict:
     import pipeline.deliver as deliver
     import pipeline.keys as keys
 
     acc: dict[str, float] = {}
-    _timed(assemble, "mix_scene", acc)
-    _timed(assemble, "assemble_master", acc)
-    _timed(assemble, "_copy_wav_master", acc, "copy_master")
-    _timed(assemble, "_copy_range", acc, "copy_range")
-    _timed(deliver, "add_wav_chapters", acc, "chapters")
-    _timed(deliver, "write_deliverables", acc, "deliverables")
-    _timed(keys, "sha256_file", acc, "sha256")
-    _timed(os, "fsync", acc, "fsync")
+    if phase != "cached":  # as in bench_mix: a cached rerun never imports the mixing code (nor scipy.signal)
+        import pipeline.assemble as assemble
+
+        timed(assemble, "mix_scene", acc)
+        timed(assemble, "assemble_master", acc)
+        timed(assemble, "_copy_wav_master", acc, "copy_master")
+    timed(deliver, "add_wav_chapters", acc, "chapters")
+    timed(deliver, "write_deliverables", acc, "deliverables")
+    timed(keys, "sha256_file", acc, "sha256")
+    timed(os, "fsync", acc, "fsync")
     import flows.render as flow
 
-    _timed(flow, "render_scenes", acc)
-    _timed(flow, "write_page", acc)
+    timed(flow, "render_scenes", acc)
+    timed(flow, "write_page", acc)
     from bench_flow import start_prefect
     from flows.render import render_flow
 
@@ -118,23 +102,16 @@ def edit_line(original: Path, dest: Path, n: int) -> str:
     return f"line {k + 1} ({d.character})"
 
 
-def run_child(script: Path, out: Path, root: Path, engine: str, profile: Path | None) -> dict:
-    env = {**os.environ, "READTHROUGH_HOME": str(root / "home"), "PREFECT_HOME": str(root / "prefect-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}  # fmt: skip
-    env.pop("PREFECT_API_URL", None)
+def run_child(script: Path, out: Path, root: Path, engine: str, profile: Path | None, phase: str) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, __file__, "--child", str(script), str(out), engine, str(profile or "")],
-                          env=env, capture_output=True, text=True, cwd=REPO)  # fmt: skip
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
-        raise SystemExit(f"{engine} rerun failed (exit {proc.returncode})")
+    result = run_bench_child(__file__, [str(script), str(out), engine, str(profile or ""), phase], root / "home",
+                             root / "prefect-home", f"{engine} {phase} run")  # fmt: skip
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "cpu": cpu}  # cpu: the whole process, startup too
+    return {**result, "cpu": cpu}  # cpu: the whole process, startup too
 
 
-_PARTS = ("render_scenes", "mix_scene", "assemble_master", "copy_master", "copy_range", "chapters", "fsync", "sha256",
+_PARTS = ("render_scenes", "mix_scene", "assemble_master", "copy_master", "chapters", "fsync", "sha256",
           "deliverables", "write_page")
 
 
@@ -154,7 +131,7 @@ def main(argv=None) -> None:
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder, removed)")
     ap.add_argument("--reuse", action="store_true", help="with --keep: start from the kept folder's render")
     ap.add_argument("--profile", action="store_true", help="cProfile each edit rerun into <folder>/edit-<n>.prof")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         print(json.dumps(child(*a.child)))
@@ -171,13 +148,13 @@ def main(argv=None) -> None:
               flush=True)  # fmt: skip
         if not (a.reuse and out.is_dir()):
             shutil.copy(a.script, script)
-            print(_row("cold", run_child(script, out, root, a.engine, None)), flush=True)
+            print(_row("cold", run_child(script, out, root, a.engine, None, "cold")), flush=True)
         extra, extra_cpu = [], []
         for n in range(a.rounds):
-            cached = run_child(script, out, root, a.engine, None)
+            cached = run_child(script, out, root, a.engine, None, "cached")
             print(_row("cached", cached), flush=True)
             what = edit_line(script, script, n)  # edits add up, as a user's do: one more changed line per round
-            edit = run_child(script, out, root, a.engine, root / f"edit-{n}.prof" if a.profile else None)
+            edit = run_child(script, out, root, a.engine, root / f"edit-{n}.prof" if a.profile else None, "edit")
             print(_row("edit", edit) + f" ({what}, {edit['rendered']} line rendered)", flush=True)
             extra.append(edit["wall"] - cached["wall"])
             extra_cpu.append(edit["cpu"] - cached["cpu"])

@@ -52,17 +52,22 @@ if not CORPUS_SCRIPT.is_file():
 # ------------------------------------------------------------------------------------------------ child
 
 
-def _timed(module, name: str, acc: dict) -> None:
-    original = getattr(module, name)
+def timed(owner, name: str, acc: dict, label: str | None = None) -> None:
+    """Replace `owner.name` by a wrapper adding its seconds to acc[label or name] (skipped where the code measured
+    lacks it, as an older checkout may)."""
+    original = getattr(owner, name, None)
+    if original is None:
+        return
 
     def wrapper(*a, **kw):
         t = time.perf_counter()
         try:
             return original(*a, **kw)
         finally:
-            acc[name] = acc.get(name, 0.0) + time.perf_counter() - t
+            key = label or name
+            acc[key] = acc.get(key, 0.0) + time.perf_counter() - t
 
-    setattr(module, name, wrapper)
+    setattr(owner, name, wrapper)
 
 
 def child(script: str, out: str, engine: str, path: str, phase: str) -> dict:
@@ -75,8 +80,8 @@ def child(script: str, out: str, engine: str, path: str, phase: str) -> dict:
             from _old_mix import old_functions
 
             assemble.mix_scene, assemble.assemble_master = old_functions()
-        _timed(assemble, "mix_scene", acc)  # flows/tasks import these from pipeline.assemble at call time
-        _timed(assemble, "assemble_master", acc)
+        timed(assemble, "mix_scene", acc)  # flows/tasks import these from pipeline.assemble at call time
+        timed(assemble, "assemble_master", acc)
     from bench_flow import start_prefect
     from flows.render import render_flow
 
@@ -109,18 +114,25 @@ def edit_one_line(script: Path, dest: Path) -> str:
     return f"line {n + 1} ({d.character})"
 
 
-def run_child(script: Path, out: Path, home: Path, engine: str, path: str, prefect_home: Path, phase: str) -> dict:
+def run_bench_child(bench: str, args: list[str], home: Path, prefect_home: Path, what: str) -> dict:
+    """Run `bench --child args` in a fresh process with its own work and Prefect homes (an ephemeral server, quiet
+    logs, no hub); its last line of output is its JSON result."""
     env = {**os.environ, "READTHROUGH_HOME": str(home), "PREFECT_HOME": str(prefect_home),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}  # fmt: skip
     env.pop("PREFECT_API_URL", None)
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", str(script), str(out), engine, path, phase], env=env,
-                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    proc = subprocess.run([sys.executable, bench, "--child", *args], env=env, capture_output=True, text=True,
+                          cwd=REPO)  # fmt: skip
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
-        raise SystemExit(f"{engine}/{path} failed (exit {proc.returncode})")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{what} failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child(script: Path, out: Path, home: Path, engine: str, path: str, prefect_home: Path, phase: str) -> dict:
+    t0 = time.perf_counter()
+    result = run_bench_child(__file__, [str(script), str(out), engine, path, phase], home, prefect_home,
+                             f"{engine}/{path}")  # fmt: skip
     result["process"] = time.perf_counter() - t0
     return result
 
