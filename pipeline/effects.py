@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .iir import butterworth, sosfilt
+
 # tag -> (high-pass Hz or None, low-pass Hz or None, saturation drive or 0)
 TREATMENTS: dict[str, tuple[float | None, float | None, float]] = {
     "radio": (400.0, 3000.0, 2.5),
@@ -32,20 +34,12 @@ def effects_gain_db(effects: tuple[str, ...] | list[str], settings) -> float:
 
 
 def _band_limit(x: np.ndarray, rate: int, low: float | None, high: float | None) -> np.ndarray:
-    from scipy.signal import butter, sosfilt
-
-    nyquist = rate / 2
-    if high is not None and high >= nyquist:
+    """4th-order Butterworth band-pass, high-pass or low-pass (an edge at or above Nyquist is dropped)."""
+    if high is not None and high >= rate / 2:
         high = None
-    if low is not None and high is not None:
-        sos = butter(4, [low, high], btype="bandpass", fs=rate, output="sos")
-    elif low is not None:
-        sos = butter(4, low, btype="highpass", fs=rate, output="sos")
-    elif high is not None:
-        sos = butter(4, high, btype="lowpass", fs=rate, output="sos")
-    else:
+    if low is None and high is None:
         return x
-    return sosfilt(sos, x)
+    return sosfilt(butterworth(4, rate, low, high), x)[0]
 
 
 def apply_effects(samples: np.ndarray, rate: int, effects: tuple[str, ...] | list[str],

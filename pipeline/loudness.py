@@ -1,8 +1,9 @@
-"""Loudness: measure (pyloudnorm, BS.1770), normalise lines and mixes, limit true peak, check presets.
+"""Loudness: measure (BS.1770, as pyloudnorm measures it), normalise lines and mixes, limit true peak, check presets.
 
 Arrays are float (N,) mono or (N, C) multichannel. True peak is estimated by 4x oversampling (the BS.1770 method).
 The streaming meters measure a file block by block with flat memory, for the master; they reproduce pyloudnorm's
-K-weighting and gating so a streamed measurement equals an in-memory one.
+K-weighting and gating so a streamed measurement equals an in-memory one. Nothing here imports scipy.signal or
+pyloudnorm (pipeline.iir has the filters; tests check both against them).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from .iir import k_weighting, sosfilt
 
 OVERSAMPLE = 4
 _TP_PAD = 16  # input samples of context either side; resample_poly(4, 1) reaches 10 samples each way
@@ -65,27 +68,46 @@ def sample_peak_db(x: np.ndarray) -> float:
 
 
 def _oversampled_abs(x: np.ndarray) -> np.ndarray:
-    """|4x oversampled signal|, max over channels, shape (4N,): resample_poly(x, 4, 1) with the shared filter."""
-    from scipy.signal import resample_poly
-
+    """|4x oversampled signal|, max over channels, shape (4N,): resample_poly(x, 4, 1)'s values with the shared
+    filter, computed phase by phase."""
     x = _2d(x)
-    fir = _oversampling_fir()
-    out = np.abs(resample_poly(x[:, 0], OVERSAMPLE, 1, window=fir))
-    for ch in range(1, x.shape[1]):
-        np.maximum(out, np.abs(resample_poly(x[:, ch], OVERSAMPLE, 1, window=fir)), out=out)
+    out = np.zeros(OVERSAMPLE * len(x))
+    for ch in range(x.shape[1]):
+        column = np.ascontiguousarray(x[:, ch])
+        for p, taps in enumerate(_phase_taps()):
+            phase = out[p::OVERSAMPLE]
+            np.maximum(phase, np.abs(_interpolated(column, taps)), out=phase)
     return out
 
 
+# resample_poly(x, 4, 1)'s filter (scipy.signal.firwin(81, 0.25, window=("kaiser", 5.0)), which it designs on every
+# call), its symmetric first half bit for bit: a table, so measuring never imports scipy.signal (tests compare it).
+_FIR_HALF = (
+    '-0x1.a6a4300ba71c9p-62', '-0x1.28611e8298483p-12', '-0x1.13aa9a5e3f476p-11', '-0x1.f282c65a55606p-12',
+    '0x1.11adce2da5a3fp-60', '0x1.7f9584c74ee84p-11', '0x1.48e4fa30b5f02p-10', '0x1.16ae13530551dp-10',
+    '-0x1.01da64d2040fbp-59', '-0x1.84c350aacf6cfp-10', '-0x1.40d377da7a8dep-9', '-0x1.0700052f53411p-9',
+    '0x1.9dbb79621dc70p-59', '0x1.5b81f186879cap-9', '0x1.186a29c763147p-8', '0x1.c2b092330eb1cp-9',
+    '-0x1.2a8a8de600f95p-58', '-0x1.20045cf60f943p-8', '-0x1.ca7a5ee634d16p-8', '-0x1.6c0cf475626edp-8',
+    '0x1.8dcd0890bcf53p-58', '0x1.c8925199e37c1p-8', '0x1.68dea87191e7ep-7', '0x1.1d0af026ae67bp-7',
+    '-0x1.f0a230de2f0b9p-58', '-0x1.63b8d00520e29p-7', '-0x1.19592635fa7bfp-6', '-0x1.bdda8706b1727p-7',
+    '0x1.250dd5b98ba71p-57', '0x1.1a82bd3777fc7p-6', '0x1.c4f9bc9efca6ep-6', '0x1.6db460605c314p-6',
+    '-0x1.48c390d2693adp-57', '-0x1.ec11ff10a3ce3p-6', '-0x1.9d75948cc65dep-5', '-0x1.644e71625b76fp-5',
+    '0x1.5fceed6b34bb8p-57', '0x1.2fa8ebc041f71p-4', '0x1.4456fa47e4ebcp-3', '0x1.cc9ca3edcf7c1p-3',
+    '0x1.0029b7ca3d50ap-2',
+)  # fmt: skip
 _FIR: list[np.ndarray] = []
 
 
 def _oversampling_fir() -> np.ndarray:
-    """The filter resample_poly(x, 4, 1) designs on every call (Kaiser-windowed sinc, 81 taps), designed once."""
+    """The 4x interpolation filter (Kaiser-windowed sinc, 81 taps, cutoff a quarter of Nyquist), as resample_poly
+    designs it."""
     if not _FIR:
-        from scipy.signal import firwin
-
-        _FIR.append(firwin(2 * 10 * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)))
+        half = [float.fromhex(v) for v in _FIR_HALF]
+        _FIR.append(np.array(half + half[-2::-1]))
     return _FIR[0]
+
+
+_DELAY = 10  # (81 − 1) / (2 × 4): the interpolator's delay in input frames
 
 
 def _phase_taps() -> list[np.ndarray]:
@@ -95,19 +117,20 @@ def _phase_taps() -> list[np.ndarray]:
     return [h[p::OVERSAMPLE] for p in range(OVERSAMPLE)]
 
 
+def _interpolated(column: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """One phase of the 4x interpolation of a 1-D signal: the values between each frame and the next."""
+    return np.convolve(column, taps)[_DELAY : _DELAY + len(column)]
+
+
 def envelope(x: np.ndarray) -> np.ndarray:
     """Per frame: the largest of |x| and the 4x oversampled values between it and the next frame, over channels.
-    Phase by phase (one short convolution each, maxima accumulated in place): the same values as taking
-    resample_poly's interleaved output apart, without its 4N-long intermediate and strided passes."""
-    from scipy.signal import upfirdn
-
+    Phase by phase (one short convolution each, maxima accumulated in place), without a 4N-long intermediate."""
     x = _2d(x)
     env = _per_sample_max(x)
-    n, delay = len(x), (len(_oversampling_fir()) - 1) // (2 * OVERSAMPLE)
     for ch in range(x.shape[1]):
         column = np.ascontiguousarray(x[:, ch])
         for taps in _phase_taps():
-            y = upfirdn(taps, column)[delay : delay + n]
+            y = _interpolated(column, taps)
             np.abs(y, out=y)
             np.maximum(env, y, out=env)
     return env
@@ -321,21 +344,17 @@ class KWeighting:
 
     def filtered(self, block: np.ndarray) -> np.ndarray:
         """The K-weighted signal of a mono block (1-D in, 1-D out)."""
-        from scipy.signal import sosfilt
-
-        y, zi = sosfilt(self._sos, np.ascontiguousarray(block, dtype=np.float64), zi=self._zi[:, :, 0])
+        y, zi = sosfilt(self._sos, block, zi=self._zi[:, :, 0])
         self._zi = zi[:, :, None]
         return y
 
     def energy(self, block: np.ndarray) -> np.ndarray:
-        from scipy.signal import sosfilt
-
         block = _2d(block)
         if block.shape[1] == 1:  # one contiguous 1-D filter run: the same arithmetic, without the axis shuffle
-            y, zi = sosfilt(self._sos, np.ascontiguousarray(block[:, 0]), zi=self._zi[:, :, 0])
+            y, zi = sosfilt(self._sos, block[:, 0], zi=self._zi[:, :, 0])
             self._zi = zi[:, :, None]
             return np.square(y, out=y)
-        y, self._zi = sosfilt(self._sos, block, axis=0, zi=self._zi)
+        y, self._zi = sosfilt(self._sos, block, zi=self._zi)
         return np.sum(np.square(y), axis=1)
 
 
@@ -343,16 +362,9 @@ _K_CACHE: dict[int, np.ndarray] = {}
 
 
 def _k_sos(rate: int) -> np.ndarray:
-    """pyloudnorm's two K-weighting biquads (high shelf, high pass; passband gains 1.0) as second-order sections."""
+    """The two K-weighting sections for `rate` (pipeline.iir.k_weighting: pyloudnorm's coefficients), made once."""
     if rate not in _K_CACHE:
-        from pyloudnorm.iirfilter import IIRfilter
-
-        sections = []
-        for f in (IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"),
-                  IIRfilter(0.0, 0.5, 38.0, rate, "high_pass")):  # fmt: skip
-            b, a = np.asarray(f.b, float) * f.passband_gain, np.asarray(f.a, float)
-            sections.append(np.concatenate([b / a[0], a / a[0]]))
-        _K_CACHE[rate] = np.array(sections)
+        _K_CACHE[rate] = k_weighting(rate)
     return _K_CACHE[rate]
 
 
@@ -487,7 +499,7 @@ class HopMeter:
 class StreamingMeter:
     """BS.1770 integrated loudness, RMS, sample and true peak of a signal fed in blocks.
 
-    K-weighting coefficients come from pyloudnorm and filter state carries across blocks; per 100 ms hop only one
+    K-weighting coefficients are pyloudnorm's and filter state carries across blocks; per 100 ms hop only one
     number is kept, so memory grows by ~80 bytes per audio second, not with the audio itself.
     """
 

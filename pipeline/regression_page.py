@@ -15,7 +15,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .files import atomic_path, atomic_write_text
 from .regression.compare import RegressionReport, _align_lines

@@ -61,7 +61,7 @@ def _floor(value: float) -> float:
 
 
 def integrated_loudness(audio: Audio) -> float:
-    """Integrated loudness (LUFS, BS.1770 via pyloudnorm). A clip shorter than one 400 ms gating block is measured
+    """Integrated loudness (LUFS, BS.1770: pipeline.loudness). A clip shorter than one 400 ms gating block is measured
     on a loop of itself (same mean square, same spectrum); silence gives DB_FLOOR."""
     x = audio.samples.astype(np.float64)
     if len(x) == 0 or not np.any(x):
