@@ -23,7 +23,7 @@ from typing import Callable
 
 from pipeline.files import file_stat
 from pipeline.keys import content_key, sha256_file
-from pipeline.render_report import REPORT_NAME, RenderReport, load_render_report, save_render_report
+from pipeline.render_report import RenderReport, load_render_report, save_render_report
 REPLAY_VERSION = "1"
 _CODE_ROOT = Path(__file__).resolve().parent.parent
 _SOUND_LIBRARIES = ("mlx", "mlx-audio", "espeakng-loader", "numpy", "soundfile", "pyloudnorm", "prefect")
