@@ -52,7 +52,7 @@ def child(script: str, out: str, engine: str, profile: str, phase: str) -> dict:
     import pipeline.keys as keys
 
     acc: dict[str, float] = {}
-    if phase != "cached":  # as in bench_mix: a cached rerun never imports the mixing code (nor scipy.signal)
+    if phase != "cached":  # as in bench_mix: a cached rerun never imports the mixing code
         import pipeline.assemble as assemble
 
         timed(assemble, "mix_scene", acc)

@@ -16,8 +16,9 @@ mixing (report timings.mixing: mixes between engine calls, or waited for after t
 is waited ÷ wall. With serial and new in one run, "cost" cross-checks it without the report: new's wall less
 serial's wall without its mixing.
 
-The cached rerun runs as a user's does: nothing is timed in it (the wrappers would import the mixing code, and
-with it scipy.signal, which a rerun that mixes nothing never loads), so its peak RSS is a fair baseline.
+The cached rerun runs as a user's does: nothing is timed in it (the wrappers would import the mixing code, which a
+rerun that mixes nothing never loads), so its peak RSS is a fair baseline. Each phase lists the big scipy
+subpackages it loaded (scipy.signal, scipy.ndimage, ...: tens of MiB each); a render should load none.
 
 Targets: mixing ≤ 10 % of a preview render's wall; peak RSS of a render ≤ 1.3× a cached rerun's; edit rerun ≤
 cached rerun + 3 s.
@@ -73,8 +74,8 @@ def timed(owner, name: str, acc: dict, label: str | None = None) -> None:
 def child(script: str, out: str, engine: str, path: str, phase: str) -> dict:
     overrides = {"render.mix_while_rendering": path == "new"}
     acc: dict[str, float] = {}
-    if phase != "cached":  # a cached rerun mixes nothing and never imports the mixing code (nor scipy.signal with
-        import pipeline.assemble as assemble  # it, ~50-77 MiB): importing it here would inflate the baseline
+    if phase != "cached":  # a cached rerun mixes nothing and never imports the mixing code: importing it here
+        import pipeline.assemble as assemble  # would inflate the baseline
 
         if path == "old":
             from _old_mix import old_functions
@@ -94,7 +95,14 @@ def child(script: str, out: str, engine: str, path: str, phase: str) -> dict:
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rendered": report["counts"]["rendered"], "audio_min": report["audio_seconds"] / 60,
             "timings": report.get("timings"), "lufs": (report.get("master") or {}).get("lufs"),
-            "scipy_signal": "scipy.signal" in sys.modules}  # fmt: skip
+            "scipy": scipy_subpackages()}  # fmt: skip
+
+
+def scipy_subpackages() -> list[str]:
+    """The scipy subpackages this process imported (scipy.signal, scipy.ndimage, ...), not scipy's own core or the
+    single compiled kernels pipeline.iir loads on their own."""
+    names = {m.split(".")[1] for m in sys.modules if m.startswith("scipy.") and not m.startswith("scipy._")}
+    return sorted(n for n in names if f"scipy.{n}" in sys.modules and n not in {"version", "__config__"})
 
 
 # ------------------------------------------------------------------------------------------------ parent
@@ -174,10 +182,13 @@ def main(argv=None) -> None:
                 print(f"{engine:8s} {path:6s} cold {cold['wall']:6.1f} s (mixing {cold['mixing']:5.1f} s, waited "
                       f"{waited:5.1f} s = {waited / cold['wall'] * 100:4.1f} %, master {cold['master']:4.1f} s, "
                       f"{cold['audio_min']:.1f} min audio) RSS {cold['rss_mib']:5.0f} MiB | cached {cached['wall']:5.1f}"
-                      f" s RSS {cached['rss_mib']:5.0f} MiB{' (scipy.signal loaded)' if cached['scipy_signal'] else ''}"
+                      f" s RSS {cached['rss_mib']:5.0f} MiB"
                       f" | edit {edit['wall']:5.1f} s (mixing {edit['mixing']:4.1f}"
                       f" s, master {edit['master']:4.1f} s) RSS {edit['rss_mib']:5.0f} MiB", flush=True)  # fmt: skip
                 print(f"{'':16s}report timings, cold: {cold['timings']}", flush=True)
+                print(f"{'':16s}scipy subpackages loaded: " + "; ".join(
+                    f"{name} {', '.join(r['scipy']) or 'none'}" for name, r in (("cold", cold), ("cached", cached),
+                                                                               ("edit", edit))), flush=True)  # fmt: skip
         print("\ntargets (new path): mixing ≤ 10 % of a preview render; render peak RSS ≤ 1.3× cached; "
               "edit ≤ cached + 3 s")
         serial = {engine: cold for engine, path, cold, _, _ in rows if path == "serial"}
