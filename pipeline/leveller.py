@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from . import loudness as ld
+from .running import running_max, running_mean, running_min
 
 BLOCK_FRAMES = 1 << 16
 SPILL_MEMORY = 8 << 20  # bytes of float32 frames a scene mix keeps in memory before it spills to a temp file
@@ -367,18 +368,14 @@ class Leveller:
 
     def _near(self, peak: np.ndarray) -> np.ndarray:
         """Per chunk, the largest sample within the 4x filter's reach of any of its frames."""
-        from scipy.ndimage import maximum_filter1d
-
-        return maximum_filter1d(peak, 2 * self._reach_chunks() + 1, mode="constant", cval=0.0)
+        return running_max(peak, 2 * self._reach_chunks() + 1, mode="constant", cval=0.0)
 
     def _limiter(self, env: np.ndarray, gain: float, aim: float) -> np.ndarray | None:
-        from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
         need = np.minimum(1.0, aim / np.maximum(env.astype(np.float64) * gain, 1e-12))
         if need.min() >= 1.0:
             return None
         w = max(1, math.ceil(LIMIT_WINDOW_S * self.rate / self.chunk))
-        smooth = uniform_filter1d(minimum_filter1d(need, 2 * w + 3, mode="nearest"), 2 * w + 1, mode="nearest")
+        smooth = running_mean(running_min(need, 2 * w + 3, mode="nearest"), 2 * w + 1, mode="nearest")
         nodes = np.minimum(smooth, need)
         return np.concatenate([nodes, nodes[-1:]])
 
@@ -508,10 +505,8 @@ def _ramp(nodes: np.ndarray, start: int, stop: int, chunk: int) -> np.ndarray:
 def _reach_range(nodes: np.ndarray, r: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per chunk c < n: (max, max − min) of nodes c-r … c+r+1 (edges repeated), which cover the filter's reach
     around chunk c. Running filters, not reductions over a short window axis (several times faster)."""
-    from scipy.ndimage import maximum_filter1d, minimum_filter1d
-
-    hi = maximum_filter1d(nodes, 2 * r + 2, mode="nearest", origin=-1)[:n]
-    lo = minimum_filter1d(nodes, 2 * r + 2, mode="nearest", origin=-1)[:n]
+    hi = running_max(nodes, 2 * r + 2, mode="nearest", origin=-1)[:n]
+    lo = running_min(nodes, 2 * r + 2, mode="nearest", origin=-1)[:n]
     return hi, hi - lo
 
 

@@ -247,7 +247,7 @@ def limit_true_peak(x: np.ndarray, rate: int, ceiling_db: float, window_s: float
     The needed gain per sample is min-filtered over ±window then box-smoothed over ±window, so the smoothed gain
     is never above what any nearby peak needs (attack and release = `window_s`). Silence stays exactly silent.
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+    from .running import running_mean, running_min
 
     x = _2d(x)
     if not x.size:
@@ -258,7 +258,7 @@ def limit_true_peak(x: np.ndarray, rate: int, ceiling_db: float, window_s: float
     if need.min() >= 1.0:
         return x
     k = max(1, int(window_s * rate))
-    gain = uniform_filter1d(minimum_filter1d(need, 2 * k + 1, mode="nearest"), 2 * k + 1, mode="nearest")
+    gain = running_mean(running_min(need, 2 * k + 1, mode="nearest"), 2 * k + 1, mode="nearest")
     return x * np.minimum(gain, need)[:, None]
 
 
