@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     base = peak_rss_mib("numpy")
     for mods in ("numpy", "numpy, pipeline.running", "numpy, scipy.ndimage"):
         rss = peak_rss_mib(mods)
-        print(f"  import {mods:26} {rss:7.1f}  (+{rss - base:.1f})")
+        print(f"  import {mods:26} {rss:7.1f}  ({rss - base:+.1f})")
     return 0
 
 

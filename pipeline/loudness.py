@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from .iir import k_weighting, sosfilt
+from .running import running_mean, running_min
 
 OVERSAMPLE = 4
 _TP_PAD = 16  # input samples of context either side; resample_poly(4, 1) reaches 10 samples each way
@@ -247,8 +248,6 @@ def limit_true_peak(x: np.ndarray, rate: int, ceiling_db: float, window_s: float
     The needed gain per sample is min-filtered over ±window then box-smoothed over ±window, so the smoothed gain
     is never above what any nearby peak needs (attack and release = `window_s`). Silence stays exactly silent.
     """
-    from .running import running_mean, running_min
-
     x = _2d(x)
     if not x.size:
         return x

@@ -1,14 +1,16 @@
 """Running (sliding-window) max, min and mean over 1-D float arrays, numpy only.
 
 The same values as scipy.ndimage's maximum_filter1d, minimum_filter1d and uniform_filter1d for the edge modes
-"nearest" and "constant", bit for bit, without importing scipy.ndimage (~26 MiB of RSS a render would otherwise
-pay and a cached rerun never does). Window i covers x[i - size//2 - origin … i - size//2 - origin + size - 1],
-values outside the array being the nearest edge value ("nearest") or `cval` ("constant"), as in scipy.
+"nearest" and "constant", bit for bit, without importing scipy.ndimage (~28 MiB of RSS that a render would
+otherwise pay and a cached rerun never does: bench/bench_running.py). Window i covers the `size` values from
+x[i - size//2 - origin] on, values outside the array being the nearest edge value ("nearest") or `cval`
+("constant"), as in scipy.
 
 max and min are exact by nature: the extreme of windows of 2, 4, 8 … values by doubling, then each window the
-extreme of two overlapping power-of-two windows that cover it: ⌊log2 size⌋ + 1 contiguous whole-array passes (3 or
-4 for the sizes a render uses, 5–15). For such sizes that is faster than van Herk/Gil-Werman's O(n) block
-prefix/suffix scans, whose np.maximum.accumulate over rows of `size` values is slow (bench/bench_running.py).
+extreme of two overlapping power-of-two windows that cover it: ⌊log2 size⌋ + 1 contiguous whole-array passes (2–4
+for the leveller's windows of 3–11 values, 8 for limit_true_peak's 241). Measured faster than van Herk/Gil-Werman's
+O(n) block prefix/suffix scans, whose np.maximum.accumulate over rows of `size` values is slow
+(bench/bench_running.py).
 
 The mean repeats scipy's arithmetic in its order: a running sum started at 0.0 over the first window, updated by
 (value entering − value leaving) per step, each output that sum ÷ size. np.add.accumulate adds sequentially, as
