@@ -149,6 +149,13 @@ class OffscreenSettings(_Frozen):
     high_hz: float = Field(5000.0, ge=1000.0, le=20000.0)
     voice_over: Literal["dry", "offscreen"] = "dry"  # V.O. lines: untouched, or mixed like off-screen ones
 
+    @model_validator(mode="after")
+    def _band_is_ordered(self):
+        if self.low_hz and self.low_hz >= self.high_hz:
+            raise ValueError(f"low_hz = {self.low_hz:g} must be below high_hz = {self.high_hz:g} (the band off-screen "
+                             "lines are heard through); set offscreen.low_hz = 0 for no high-pass")
+        return self
+
 
 class LoudnessSettings(_Frozen):
     preset: Literal["broadcast", "acx", "custom"] = "broadcast"

@@ -90,6 +90,8 @@ def butterworth(order: int, rate: float, low: float | None = None, high: float |
         raise ValueError(f"Butterworth order must be even and at least 2, not {order}")
     if low is None and high is None:
         raise ValueError("a Butterworth filter needs a low edge, a high edge, or both")
+    if not all(0 < edge < rate / 2 for edge in (low, high) if edge is not None) or (low and high and low >= high):
+        raise ValueError(f"Butterworth edges must lie between 0 and {rate / 2:g} Hz, low below high; got {low}, {high}")
     poles = -np.exp(1j * np.pi * np.arange(-order + 1, order, 2) / (2 * order))  # analog prototype, cutoff 1 rad/s
     fs = 2.0  # the bilinear transform at fs = 2 of edges pre-warped from the normalised frequency, as scipy does
     warp = lambda hz: 2 * fs * math.tan(math.pi * (2 * hz / rate) / fs)  # noqa: E731

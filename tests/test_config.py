@@ -122,6 +122,12 @@ def test_acx_range_must_be_ordered():
         load_settings(overrides={"loudness.acx_rms_range": [-18.0, -23.0]})
 
 
+def test_offscreen_band_must_be_ordered():
+    with pytest.raises(SettingsError, match="offscreen.*low_hz = 2000 must be below high_hz = 1500"):
+        load_settings(overrides={"offscreen.low_hz": 2000.0, "offscreen.high_hz": 1500.0})
+    assert load_settings(overrides={"offscreen.low_hz": 0.0, "offscreen.high_hz": 1000.0}).offscreen.low_hz == 0.0
+
+
 def test_a_file_overrides_only_what_it_names(tmp_path):
     path = tmp_path / "my.toml"
     path.write_text("[render]\nbatch_size = 4\n", encoding="utf-8")

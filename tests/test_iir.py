@@ -85,6 +85,9 @@ def test_butterworth_refuses_what_it_cannot_design():
         iir.butterworth(3, 24000, 300, 3000)
     with pytest.raises(ValueError, match="edge"):
         iir.butterworth(4, 24000)
+    for low, high in ((2000, 1500), (300, 12000), (0, 3000)):
+        with pytest.raises(ValueError, match="between 0 and 12000 Hz, low below high"):
+            iir.butterworth(4, 24000, low, high)
 
 
 @pytest.mark.parametrize("rate", RATES)
