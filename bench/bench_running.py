@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +42,7 @@ RSS_CHILD = "import re, {mods}; print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc
 
 
 def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def van_herk_max(x: np.ndarray, size: int, mode: str, cval: float = 0.0, origin: int = 0) -> np.ndarray:
