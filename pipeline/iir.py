@@ -94,7 +94,10 @@ def butterworth(order: int, rate: float, low: float | None = None, high: float |
         raise ValueError(f"Butterworth edges must lie between 0 and {rate / 2:g} Hz, low below high; got {low}, {high}")
     poles = -np.exp(1j * np.pi * np.arange(-order + 1, order, 2) / (2 * order))  # analog prototype, cutoff 1 rad/s
     fs = 2.0  # the bilinear transform at fs = 2 of edges pre-warped from the normalised frequency, as scipy does
-    warp = lambda hz: 2 * fs * math.tan(math.pi * (2 * hz / rate) / fs)  # noqa: E731
+
+    def warp(hz: float) -> float:
+        return 2 * fs * math.tan(math.pi * (2 * hz / rate) / fs)
+
     if low is not None and high is not None:
         lo, hi = warp(low), warp(high)
         bw, w0 = hi - lo, math.sqrt(lo * hi)

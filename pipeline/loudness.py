@@ -84,17 +84,17 @@ def _oversampled_abs(x: np.ndarray) -> np.ndarray:
 # resample_poly(x, 4, 1)'s filter (scipy.signal.firwin(81, 0.25, window=("kaiser", 5.0)), which it designs on every
 # call), its symmetric first half bit for bit: a table, so measuring never imports scipy.signal (tests compare it).
 _FIR_HALF = (
-    '-0x1.a6a4300ba71c9p-62', '-0x1.28611e8298483p-12', '-0x1.13aa9a5e3f476p-11', '-0x1.f282c65a55606p-12',
-    '0x1.11adce2da5a3fp-60', '0x1.7f9584c74ee84p-11', '0x1.48e4fa30b5f02p-10', '0x1.16ae13530551dp-10',
-    '-0x1.01da64d2040fbp-59', '-0x1.84c350aacf6cfp-10', '-0x1.40d377da7a8dep-9', '-0x1.0700052f53411p-9',
-    '0x1.9dbb79621dc70p-59', '0x1.5b81f186879cap-9', '0x1.186a29c763147p-8', '0x1.c2b092330eb1cp-9',
-    '-0x1.2a8a8de600f95p-58', '-0x1.20045cf60f943p-8', '-0x1.ca7a5ee634d16p-8', '-0x1.6c0cf475626edp-8',
-    '0x1.8dcd0890bcf53p-58', '0x1.c8925199e37c1p-8', '0x1.68dea87191e7ep-7', '0x1.1d0af026ae67bp-7',
-    '-0x1.f0a230de2f0b9p-58', '-0x1.63b8d00520e29p-7', '-0x1.19592635fa7bfp-6', '-0x1.bdda8706b1727p-7',
-    '0x1.250dd5b98ba71p-57', '0x1.1a82bd3777fc7p-6', '0x1.c4f9bc9efca6ep-6', '0x1.6db460605c314p-6',
-    '-0x1.48c390d2693adp-57', '-0x1.ec11ff10a3ce3p-6', '-0x1.9d75948cc65dep-5', '-0x1.644e71625b76fp-5',
-    '0x1.5fceed6b34bb8p-57', '0x1.2fa8ebc041f71p-4', '0x1.4456fa47e4ebcp-3', '0x1.cc9ca3edcf7c1p-3',
-    '0x1.0029b7ca3d50ap-2',
+    "-0x1.a6a4300ba71c9p-62", "-0x1.28611e8298483p-12", "-0x1.13aa9a5e3f476p-11", "-0x1.f282c65a55606p-12",
+    "0x1.11adce2da5a3fp-60", "0x1.7f9584c74ee84p-11", "0x1.48e4fa30b5f02p-10", "0x1.16ae13530551dp-10",
+    "-0x1.01da64d2040fbp-59", "-0x1.84c350aacf6cfp-10", "-0x1.40d377da7a8dep-9", "-0x1.0700052f53411p-9",
+    "0x1.9dbb79621dc70p-59", "0x1.5b81f186879cap-9", "0x1.186a29c763147p-8", "0x1.c2b092330eb1cp-9",
+    "-0x1.2a8a8de600f95p-58", "-0x1.20045cf60f943p-8", "-0x1.ca7a5ee634d16p-8", "-0x1.6c0cf475626edp-8",
+    "0x1.8dcd0890bcf53p-58", "0x1.c8925199e37c1p-8", "0x1.68dea87191e7ep-7", "0x1.1d0af026ae67bp-7",
+    "-0x1.f0a230de2f0b9p-58", "-0x1.63b8d00520e29p-7", "-0x1.19592635fa7bfp-6", "-0x1.bdda8706b1727p-7",
+    "0x1.250dd5b98ba71p-57", "0x1.1a82bd3777fc7p-6", "0x1.c4f9bc9efca6ep-6", "0x1.6db460605c314p-6",
+    "-0x1.48c390d2693adp-57", "-0x1.ec11ff10a3ce3p-6", "-0x1.9d75948cc65dep-5", "-0x1.644e71625b76fp-5",
+    "0x1.5fceed6b34bb8p-57", "0x1.2fa8ebc041f71p-4", "0x1.4456fa47e4ebcp-3", "0x1.cc9ca3edcf7c1p-3",
+    "0x1.0029b7ca3d50ap-2",
 )  # fmt: skip
 _FIR: list[np.ndarray] = []
 
@@ -349,7 +349,7 @@ class KWeighting:
 
     def energy(self, block: np.ndarray) -> np.ndarray:
         block = _2d(block)
-        if block.shape[1] == 1:  # one contiguous 1-D filter run: the same arithmetic, without the axis shuffle
+        if block.shape[1] == 1:  # mono: the same figures without a sum over a one-column axis
             y, zi = sosfilt(self._sos, block[:, 0], zi=self._zi[:, :, 0])
             self._zi = zi[:, :, None]
             return np.square(y, out=y)
