@@ -26,7 +26,8 @@ from pipeline.keys import content_key, sha256_file
 from pipeline.render_report import RenderReport, load_render_report, save_render_report
 REPLAY_VERSION = "1"
 _CODE_ROOT = Path(__file__).resolve().parent.parent
-_SOUND_LIBRARIES = ("mlx", "mlx-audio", "espeakng-loader", "numpy", "soundfile", "pyloudnorm", "prefect")
+# scipy: its compiled biquad kernel filters every mix (pipeline.iir); pyloudnorm, only the tests' reference, is not
+_SOUND_LIBRARIES = ("mlx", "mlx-audio", "espeakng-loader", "numpy", "soundfile", "scipy", "prefect")
 
 
 def enabled() -> bool:

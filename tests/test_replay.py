@@ -62,6 +62,20 @@ def test_inputs_key_follows_script_settings_and_scenes(tmp_path):
     assert key() != base
 
 
+def test_inputs_key_follows_the_libraries_that_shape_the_sound(tmp_path, monkeypatch):
+    """scipy's compiled biquad kernel filters every mix (pipeline.iir): a new scipy never replays an old render."""
+    from importlib import metadata
+
+    script = tmp_path / "s.fountain"
+    script.write_text("INT. A - DAY\n\nM\nHi.\n")
+    key = lambda: replay.inputs_key(script, Settings(), "instant", None, None, None, tmp_path / "out",  # noqa: E731
+                                    tmp_path / "home", None)  # fmt: skip
+    base = key()
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "0.0-other" if name == "scipy" else real(name))
+    assert key() != base
+
+
 def test_replay_is_off_with_a_configured_server(monkeypatch):
     monkeypatch.delenv("READTHROUGH_REPLAY", raising=False)
     monkeypatch.setattr("flows.server.configured_api_url", lambda: "http://127.0.0.1:4200/api")
