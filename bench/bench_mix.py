@@ -102,7 +102,7 @@ def scipy_subpackages() -> list[str]:
     """The scipy subpackages this process imported (scipy.signal, scipy.ndimage, ...), not scipy's own core or the
     single compiled kernels pipeline.iir loads on their own."""
     names = {m.split(".")[1] for m in sys.modules if m.startswith("scipy.") and not m.startswith("scipy._")}
-    return sorted(n for n in names if f"scipy.{n}" in sys.modules and n not in {"version", "__config__"})
+    return sorted(n for n in names if f"scipy.{n}" in sys.modules and n != "version")
 
 
 # ------------------------------------------------------------------------------------------------ parent

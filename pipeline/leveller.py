@@ -69,7 +69,7 @@ def _interp_bound() -> tuple[float, float, int, int]:
     phase's taps t: Σ t[m] x[n+m] = S x[n] + W Δx[n] + Σ V[j] Δ²x[n+j], exact for any signal, S − W and W being
     the weights of x[n] and x[n+1]. Speech has its energy far below Nyquist, so its second differences are small
     and this bound is far tighter than TP_BOUND (which holds for any signal, however harsh)."""
-    delay = (len(ld._oversampling_fir()) - 1) // (2 * ld.OVERSAMPLE)
+    delay = ld._DELAY
     a = q = 0.0
     lo, hi = 0, 0
     for h in ld._phase_taps():
@@ -94,8 +94,7 @@ _BOUND_SLACK = 1e-9  # relative: float rounding never puts a bound under the val
 
 
 _CONTEXT = 10  # frames either side of a chunk that its envelope and its bound depend on
-assert _CONTEXT >= (len(ld._oversampling_fir()) - 1) // (2 * ld.OVERSAMPLE) and _CONTEXT >= max(2 - _CURVE_REACH[0],
-                                                                                              _CURVE_REACH[1])
+assert _CONTEXT >= ld._DELAY and _CONTEXT >= max(2 - _CURVE_REACH[0], _CURVE_REACH[1])
 
 
 def _phase_matrix(chunk: int) -> np.ndarray:
@@ -103,7 +102,7 @@ def _phase_matrix(chunk: int) -> np.ndarray:
     interpolated values of each of its frames, phase by phase (the taps of loudness._phase_taps laid out as a band),
     so many chunks are oversampled in one matrix product."""
     if chunk not in _PHASE_MATRICES:
-        delay = (len(ld._oversampling_fir()) - 1) // (2 * ld.OVERSAMPLE)
+        delay = ld._DELAY
         m = np.zeros((chunk + 2 * _CONTEXT, ld.OVERSAMPLE * chunk))
         for p, h in enumerate(ld._phase_taps()):
             for n in range(chunk):  # y[n] = Σ_k h[k] x[n + delay − k]

@@ -108,7 +108,7 @@ def _oversampling_fir() -> np.ndarray:
     return _FIR[0]
 
 
-_DELAY = 10  # (81 − 1) / (2 × 4): the interpolator's delay in input frames
+_DELAY = (len(_oversampling_fir()) - 1) // (2 * OVERSAMPLE)  # the interpolator's delay in input frames: 10
 
 
 def _phase_taps() -> list[np.ndarray]:
